@@ -1,0 +1,291 @@
+"""The one place that touches TVM internals; each workaround says which TVM behaviour it avoids.
+
+Everything else in tvmopt imports `ms` (MetaSchedule) and helpers from here, so the next
+package move (tvm.meta_schedule -> tvm.s_tir.meta_schedule happened in 0.2x) is a one-file fix.
+TVM's public types (IRModule, Target, relax) are used directly elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+from typing import Any
+
+import tvm
+from tvm import relax
+
+try:  # apache-tvm >= 0.2x
+    from tvm.s_tir import meta_schedule as ms
+except ImportError:  # pragma: no cover - older layout
+    from tvm import meta_schedule as ms  # type: ignore[no-redef]
+
+from tvm.ir.utils import derived_object  # noqa: E402  (used by tuning/ to subclass Py* objects)
+
+TVM_VERSION: str = tvm.__version__
+
+__all__ = [
+    "ms",
+    "derived_object",
+    "TVM_VERSION",
+    "host_cpu_name",
+    "register_tensor_intrinsics",
+    "fuse",
+    "extract_tasks",
+    "estimate_flops",
+    "PersistentBuilder",
+    "make_runner",
+    "make_search_strategy",
+    "apply_database",
+    "build",
+    "export_library",
+    "load_vm",
+]
+
+
+def host_cpu_name() -> str:
+    """LLVM's name for this CPU (e.g. 'znver4').
+
+    Workaround: the wheel's LLVM refuses mcpu=native (falls back to 'generic', losing AVX),
+    so the host target asks LLVM for the concrete CPU name instead.
+    """
+    return str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+_INTRINSICS_DONE: set[str] = set()
+
+
+def register_tensor_intrinsics(target: tvm.target.Target) -> None:
+    """Register the tensor intrinsics MetaSchedule may tensorize to, for this target only.
+
+    Workaround: `import tvm.s_tir.tensor_intrin` (done by TuneContext and by every
+    LocalBuilder worker) costs ~21 s, 20 s of it parsing CUDA MMA intrinsics. On CPU
+    targets we import only the x86 / Arm sets and mark the package imported, so that
+    TVM's own `import tvm.s_tir.tensor_intrin` becomes a no-op. CUDA targets get all.
+    """
+    kind = target.kind.name
+    if kind in _INTRINSICS_DONE:
+        return
+    package = "tvm.s_tir.tensor_intrin"
+    if kind != "llvm" or package in sys.modules:
+        importlib.import_module(package)
+    else:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.loader is not None
+        sys.modules[package] = importlib.util.module_from_spec(spec)  # package, __init__ not run
+        triple = str(target.attrs.get("mtriple", ""))
+        arm = triple.startswith(("aarch64", "arm"))
+        importlib.import_module(package + (".arm_cpu" if arm else ".x86"))
+    _INTRINSICS_DONE.add(kind)
+
+
+def onnx_to_relax(proto, shape_dict: dict | None) -> tvm.IRModule:
+    """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph)."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    return from_onnx(proto, shape_dict=shape_dict)
+
+
+def onnx_supported_ops() -> set[str]:
+    """ONNX op types the Relax frontend converts (it checks this map itself, but only
+    reports op types; we check first to also name the nodes)."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    return set(_get_convert_map()) | {"Constant", "If"}  # both handled outside the map
+
+
+def exported_program_to_relax(exported) -> tvm.IRModule:
+    """torch.export ExportedProgram -> Relax, parameters bound as constants."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    return from_exported_program(exported, keep_params_as_input=False)
+
+
+def fuse(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """Graph-level optimisation: legalize to TIR, fold constants, FuseOps + FuseTIR.
+
+    The same sequence as relax.pipeline.static_shape_tuning_pipeline before its tuning step,
+    so tuned workloads match the kernels compiled later (records are keyed by structure).
+    """
+    from tvm.relax import transform
+
+    with target:
+        return tvm.transform.Sequential(
+            [
+                transform.DecomposeOpsForInference(),
+                transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
+
+
+def extract_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> list:
+    """MetaSchedule tuning tasks (ExtractedTask: task_name, mod, weight) of a fused module."""
+    register_tensor_intrinsics(target)
+    return list(ms.relax_integration.extract_tasks(fused, target))
+
+
+# TVM 0.27 renamed tvm.tir to tvm.tirx and Relax's struct_info to `ty` (TensorType,
+# TupleType); these helpers keep those names here.
+from tvm import tirx  # noqa: E402
+
+PrimFunc = tirx.PrimFunc
+SymbolicVar = tirx.Var
+IntImm = tirx.IntImm
+
+
+def symbolic_dim(name: str):
+    """A symbolic int64 dimension for the ONNX frontend's shape_dict."""
+    return tirx.Var(name, "int64")
+
+
+def param_specs(func) -> list[tuple[str, tuple, str]]:
+    """(name, shape, dtype) of a Relax function's tensor parameters; symbolic dims as str."""
+    return [(p.name, tensor_shape(p.ty), str(getattr(p.ty, "dtype", ""))) for p in func.params]
+
+
+def output_types(func) -> list[tuple[tuple, str]]:
+    """(shape, dtype) of each tensor a Relax function returns, nested tuples flattened."""
+    out: list[tuple[tuple, str]] = []
+
+    def walk(ty) -> None:
+        if isinstance(ty, relax.TupleType):
+            for field in ty.fields:
+                walk(field)
+        elif isinstance(ty, relax.TensorType):
+            out.append((tensor_shape(ty), str(ty.dtype)))
+
+    walk(func.ret_ty)
+    return out
+
+
+def tensor_shape(ty) -> tuple:
+    shape = getattr(ty, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        return ()
+    return tuple(int(d) if isinstance(d, IntImm) else str(d) for d in shape.values)
+
+
+def estimate_flops(mod_or_func: Any) -> float:
+    """FLOPs of one TIR PrimFunc / IRModule as TVM estimates them."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    if isinstance(mod_or_func, PrimFunc):
+        mod_or_func = tvm.IRModule({"main": mod_or_func})
+    try:
+        return float(estimate_tir_flops(mod_or_func))
+    except Exception:  # noqa: BLE001 - opaque/extern ops have no estimate
+        return 0.0
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def _build_candidate(mod: tvm.IRModule, target: tvm.target.Target, triple_is_arm: bool) -> str:
+    """Build one scheduled candidate in a worker process and export it as a tar of objects.
+
+    Mirrors MetaSchedule's default_build/default_export, minus its full tensor_intrin import.
+    """
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from tvm.support.tar import tar
+
+    register_tensor_intrinsics(target)
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    from tvm.driver import build as tvm_build
+
+    rt_mod = tvm_build(mod, target=target)
+    path = os.path.join(tempfile.mkdtemp(prefix="tvmopt-cand-"), "tvm_tmp_mod." + tar.output_format)
+    rt_mod.export_library(path, fcompile=tar)
+    return path
+
+
+@derived_object
+class PersistentBuilder(ms.builder.PyBuilder):
+    """Builds candidates in a pool of worker processes that lives for the whole session.
+
+    Workaround: LocalBuilder starts a fresh process pool for every batch, and each worker
+    re-imports TVM plus all tensor intrinsics (~24 s) before a 30 ms build, which also makes
+    MetaSchedule's 30 s build timeout fail good candidates. Here workers start once, are
+    recycled after `max_uses` builds (LocalBuilder's reason for fresh pools: worker leaks),
+    and a build that hangs or crashes is still killed and reported as an error.
+    """
+
+    def __init__(self, max_workers: int | None = None, timeout_sec: float = 60.0, max_uses: int = 256):
+        super().__init__()
+        from tvm.support.popen_pool import PopenPoolExecutor
+
+        self.max_workers = max_workers or max(1, len(os.sched_getaffinity(0)))
+        self.timeout_sec = timeout_sec
+        self._pool = PopenPoolExecutor(
+            max_workers=self.max_workers, timeout=timeout_sec, maximum_process_uses=max_uses
+        )
+
+    def build(self, build_inputs: list) -> list:
+        from tvm.support.popen_pool import StatusKind
+
+        jobs = [(inp.mod, inp.target, False) for inp in build_inputs]
+        results = []
+        for res in self._pool.map_with_error_catching(lambda args: _build_candidate(*args), jobs):
+            if res.status == StatusKind.COMPLETE:
+                results.append(ms.builder.BuilderResult(res.value, None))
+            elif res.status == StatusKind.TIMEOUT:
+                results.append(
+                    ms.builder.BuilderResult(None, f"tvmopt builder: timeout after {self.timeout_sec:.0f} s")
+                )
+            else:
+                results.append(ms.builder.BuilderResult(None, f"tvmopt builder: {res.value}"))
+        return results
+
+    def shutdown(self) -> None:
+        self._pool.shutdown()
+
+
+def make_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float = 30.0):
+    """MetaSchedule's LocalRunner (its worker pool already persists across batches)."""
+    config = ms.runner.EvaluatorConfig(
+        number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=False
+    )
+    return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=config)
+
+
+def make_search_strategy(population_size: int, genetic_num_iters: int, init_min_unmeasured: int):
+    return ms.search_strategy.EvolutionarySearch(
+        population_size=population_size,
+        genetic_num_iters=genetic_num_iters,
+        init_min_unmeasured=init_min_unmeasured,
+    )
+
+
+def apply_database(fused: tvm.IRModule, target: tvm.target.Target, database) -> tvm.IRModule:
+    """Replace every fused kernel that has a record in `database` by its best schedule."""
+    with target, database:
+        return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
+
+
+def build(mod: tvm.IRModule, target: tvm.target.Target):
+    """Compile a fused (and possibly scheduled) Relax module into a VM executable."""
+    return tvm.compile(mod, target=target)
+
+
+def export_library(executable, path: str, cross_compiler: str | None = None) -> None:
+    """Write the executable as a shared library; `cross_compiler` e.g. 'aarch64-linux-gnu-g++'.
+
+    TVM 0.27 moved tvm.contrib.cc to tvm.support.cc.
+    """
+    if cross_compiler:
+        from tvm.support import cc
+
+        executable.export_library(path, fcompile=cc.cross_compiler(cross_compiler))
+    else:
+        executable.export_library(path)
+
+
+def load_vm(lib_path: str, device_type: str = "cpu", device_id: int = 0):
+    """Load an exported library into a Relax VM; runtime-only API (no compiler needed)."""
+    from tvm.runtime.vm import VirtualMachine
+
+    device = tvm.runtime.device(device_type, device_id)
+    lib = tvm.runtime.load_module(lib_path)
+    return lib, device, VirtualMachine(lib, device)

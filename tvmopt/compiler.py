@@ -1,0 +1,102 @@
+"""compile(): apply the best tuning records for a target, build, and write an artifact.
+
+Kernels with no record in the target's log keep TVM's default (unscheduled) lowering, which is
+correct but slow; the manifest lists which kernels were tuned so that is never hidden.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import __version__, _tvm
+from .artifact import Artifact, save_artifact
+from .errors import CompileError
+from .model import Model
+from .optimize import fused_module
+from .targets import TargetSpec, get_target, host_fingerprint
+from .tuning import DEFAULT_LOG_ROOT, log_dir_for
+from .tuning.database import LogDatabase
+
+
+def compile(  # noqa: A001 - the pipeline's verb
+    model: Model,
+    target: str | TargetSpec = "host",
+    output: str | os.PathLike = "artifact",
+    *,
+    log_root: str | os.PathLike | None = DEFAULT_LOG_ROOT,
+) -> Artifact:
+    """Build `model` for `target` into the artifact directory `output`.
+
+    `log_root=None` compiles without tuning records (every kernel untuned).
+    """
+    spec = target if isinstance(target, TargetSpec) else get_target(target)
+    tvm_target = spec.tvm_target()
+    if spec.cross_compiler and not shutil.which(spec.cross_compiler):
+        raise CompileError(
+            f"target {spec.name} exports with the cross compiler '{spec.cross_compiler}', which is not "
+            "installed (Debian: apt-get install g++-aarch64-linux-gnu)"
+        )
+    fused = fused_module(model, tvm_target)
+    applied, total = [], 0
+    log_dir = log_dir_for(spec, log_root) if log_root is not None else None
+    if log_dir is not None and log_dir.is_dir():
+        database = LogDatabase(log_dir, readonly=True)
+        applied, total = _records_for(fused, tvm_target, database)
+        if applied:
+            fused = _tvm.apply_database(fused, tvm_target, database)
+    started = time.monotonic()
+    try:
+        executable = _tvm.build(fused, tvm_target)
+    except Exception as err:  # noqa: BLE001 - TVM raises many kinds
+        raise CompileError(f"model {model.name} for {spec.name}: build failed: {str(err).strip().splitlines()[-1]}") from err
+    manifest = {
+        "model": {"name": model.name, "source": model.source, "format": model.format, "sha256": model.sha256},
+        "inputs": [s.to_json() for s in model.inputs],
+        "outputs": [s.to_json() for s in model.outputs],
+        "target": {
+            "name": spec.name,
+            "log_name": spec.log_name,
+            "device": spec.device,
+            "target": spec.target,
+            "host": spec.host,
+            "requires": spec.requires,
+        },
+        "tvm_version": _tvm.TVM_VERSION,
+        "tvmopt_version": __version__,
+        "built_on": host_fingerprint(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_s": None,
+        "tuning": {
+            "log_dir": str(log_dir) if log_dir is not None else None,
+            "tasks_total": total,
+            "tasks_tuned": len(applied),
+            "records_applied": applied,
+        },
+    }
+
+    def write_library(path: str) -> None:
+        _tvm.export_library(executable, path, spec.cross_compiler)
+        manifest["build_s"] = round(time.monotonic() - started, 2)
+
+    return save_artifact(output, manifest, write_library)
+
+
+def _records_for(fused, target, database: LogDatabase) -> tuple[list[dict], int]:
+    """Which kernels have a valid record in the log (the ones ApplyDatabase will replace)."""
+    try:
+        tasks = _tvm.extract_tasks(fused, target)
+    except Exception:  # noqa: BLE001 - dynamic shapes: nothing can match a record anyway
+        return [], 0
+    applied = []
+    for task in tasks:
+        best = database.best_seconds(task.dispatched[0])
+        if best is not None:
+            applied.append({"task": task.task_name, "best_us": round(best * 1e6, 3)})
+    return applied, len(tasks)
+
+
+def default_output(model: Model, spec: TargetSpec) -> Path:
+    return Path("artifacts") / f"{model.name}-{spec.log_name}"

@@ -1,0 +1,58 @@
+"""One error tree for tvmopt: every user-facing failure is a TvmoptError with a one-line message.
+
+The CLI prints `tvmopt: error: <message>` and exits with the error's `exit_code`; a traceback
+is shown only with --verbose. Library users catch TvmoptError (or a subclass).
+"""
+
+from __future__ import annotations
+
+
+class TvmoptError(Exception):
+    """Base class: a problem with the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+
+class ModelImportError(TvmoptError):
+    """The model file or module cannot be read or converted (which file, which node, why)."""
+
+
+class UnsupportedOperatorError(ModelImportError):
+    """The model uses operators that TVM's frontend cannot convert."""
+
+
+class InputSpecError(TvmoptError):
+    """An input name, shape or dtype does not match what the model declares."""
+
+
+class TargetError(TvmoptError):
+    """A target name, target file or target/host mismatch problem."""
+
+
+class TuningError(TvmoptError):
+    """A tuning session cannot start or continue (e.g. dynamic shapes, locked log)."""
+
+
+class CompileError(TvmoptError):
+    """Building the model for a target failed."""
+
+
+class ArtifactError(TvmoptError):
+    """A compiled artifact is missing, corrupt, or built for another target or TVM version."""
+
+
+class MissingDependencyError(TvmoptError):
+    """An optional dependency is not installed; the message says what to install."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise MissingDependencyError with the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"this needs the Python package '{module}' ({err}); "
+            f"install it with: pip install 'tvmopt[{extra}]'"
+        ) from err

@@ -1,0 +1,244 @@
+"""tune(): run a MetaSchedule (XGBoost cost model) session for a model on a target.
+
+Records go to tuning_logs/<target log name>/, shared by every model tuned for that target,
+so a workload tuned once is reused. Re-running the same command resumes: each task's quota
+counts the candidates already in the log, and a candidate already measured is not logged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import _tvm
+from .._tvm import ms
+from ..errors import TuningError
+from ..model import Model
+from ..optimize import fused_module
+from ..targets import TargetSpec, get_target, host_fingerprint
+from .budget import PRESETS, Budget, make_budget
+from .database import LogDatabase
+from .scheduler import CommitEachBatch, ProgressCallback, SessionProgress
+from .session import SessionRecord, TaskSummary, new_session_path, save_session
+
+DEFAULT_LOG_ROOT = "tuning_logs"
+
+__all__ = ["tune", "TuningLog", "Budget", "PRESETS", "make_budget", "LogDatabase", "log_dir_for"]
+
+
+@dataclass(frozen=True)
+class TuningLog:
+    """What a session leaves: where its log is, what it measured, what it estimates."""
+
+    log_dir: Path
+    session_path: Path
+    target: str
+    trials_run: int
+    tasks: list[TaskSummary]
+    estimated_ms: float | None
+    wall_s: float
+    status: str
+    untuned_tasks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary_rows(self) -> list[dict]:
+        return [asdict(t) | {"gflops": t.gflops} for t in self.tasks]
+
+
+def log_dir_for(target: TargetSpec, log_root: str | os.PathLike = DEFAULT_LOG_ROOT) -> Path:
+    return Path(log_root) / target.log_name
+
+
+def tune(
+    model: Model,
+    target: str | TargetSpec = "host",
+    *,
+    budget: str | Budget = "quick",
+    log_root: str | os.PathLike = DEFAULT_LOG_ROOT,
+    progress: bool = True,
+    seed: int | None = None,
+) -> TuningLog:
+    """Tune every kernel of `model` for `target`; returns the session's TuningLog."""
+    spec = target if isinstance(target, TargetSpec) else get_target(target)
+    plan = budget if isinstance(budget, Budget) else make_budget(budget)
+    _check_tunable(model, spec)
+    tvm_target = spec.tvm_target()
+    _tvm.register_tensor_intrinsics(tvm_target)
+
+    fused = fused_module(model, tvm_target)
+    extracted = _tvm.extract_tasks(fused, tvm_target)
+    if not extracted:
+        raise TuningError(f"model {model.name}: no tunable kernels after fusion")
+    log_dir = log_dir_for(spec, log_root)
+    database = LogDatabase(log_dir)
+
+    summaries = [
+        TaskSummary(
+            name=t.task_name,
+            workload_hash=_workload_hash(t.dispatched[0]),
+            weight=int(t.weight),
+            flops=_tvm.estimate_flops(t.dispatched[0]),
+            trials_before=database.trials_for(t.dispatched[0]),
+            best_us=_us(database.best_seconds(t.dispatched[0])),
+        )
+        for t in extracted
+    ]
+    quotas = [max(0, plan.trials_per_task - s.trials_before) for s in summaries]
+    if plan.max_trials is not None:
+        quotas = _cap_quotas(quotas, plan.max_trials)
+    session = SessionRecord(
+        model=model.name,
+        model_sha256=model.sha256,
+        target=spec.log_name,
+        target_dict=dict(spec.target),
+        budget=asdict(plan),
+        machine=host_fingerprint(),
+        tasks=summaries,
+    )
+    session_path = new_session_path(log_dir, model.name)
+    save_session(session_path, session)
+
+    started = time.monotonic()
+    todo = [i for i, q in enumerate(quotas) if q > 0]
+    status = "finished"
+    bar = _progress_bar(sum(quotas[i] for i in todo), plan, model.name, spec.log_name) if progress and todo else None
+    progress_state = SessionProgress([summaries[i] for i in todo], [quotas[i] for i in todo], bar)
+
+    def checkpoint() -> None:
+        session.wall_s = round(time.monotonic() - started, 2)
+        session.trials_run = progress_state.trials_run
+        session.estimated_ms = _estimate(summaries)
+        save_session(session_path, session)
+
+    progress_state.on_batch = checkpoint
+    if todo:
+        status = _run_metaschedule(
+            [extracted[i] for i in todo], [quotas[i] for i in todo], plan, tvm_target, database,
+            progress_state, started, seed,
+        )
+    if bar is not None:
+        bar.close()
+    for summary, task in zip(summaries, extracted):
+        summary.best_us = _us(database.best_seconds(task.dispatched[0]))
+    session.status = status
+    session.untuned_tasks = [s.name for s in summaries if s.best_us is None]
+    checkpoint()
+    return TuningLog(
+        log_dir=log_dir,
+        session_path=session_path,
+        target=spec.log_name,
+        trials_run=progress_state.trials_run,
+        tasks=summaries,
+        estimated_ms=session.estimated_ms,
+        wall_s=session.wall_s,
+        status=status,
+        untuned_tasks=session.untuned_tasks,
+        warnings=list(database.warnings),
+    )
+
+
+def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, started, seed) -> str:
+    cores = max(1, len(os.sched_getaffinity(0)))
+    work_dir = tempfile.mkdtemp(prefix="tvmopt-ms-")  # MetaSchedule's verbose per-task logs
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    builder = _tvm.PersistentBuilder(max_workers=cores)
+    try:
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            tasks,
+            work_dir,
+            strategy=_tvm.make_search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured),
+            num_threads=cores,
+            seed=seed,
+        )
+        deadline = started + plan.timeout_s if plan.timeout_s else None
+        scheduler = CommitEachBatch(progress, deadline)
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=work_dir,
+            max_trials_global=sum(quotas) + plan.batch_size * len(quotas),
+            max_trials_per_task=max(quotas),
+            num_trials_per_iter=min(plan.batch_size, max(quotas)),
+            builder=builder,
+            runner=_tvm.make_runner(plan.number, plan.repeat, plan.min_repeat_ms),
+            database=database,
+            cost_model="xgb",
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), ProgressCallback(progress)],
+            task_scheduler=scheduler,
+        )
+        return "timeout" if scheduler._inst.timed_out else "finished"
+    finally:
+        builder.shutdown()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _check_tunable(model: Model, spec: TargetSpec) -> None:
+    dynamic = model.dynamic_dims()
+    if dynamic:
+        name, axis, dim = dynamic[0]
+        spec_in = next(s for s in model.inputs if s.name == name)
+        example = "x".join(str(d) if isinstance(d, int) else "1" for d in spec_in.shape)
+        raise TuningError(
+            f"model {model.name}: input '{name}' dim {axis} ('{dim}') is dynamic; tuning needs static "
+            f"shapes: pass --input-shape {name}:{example} (one per dynamic input)"
+        )
+    if spec.device == "cuda":
+        problem = _gpu_missing()
+        if problem:
+            raise TuningError(f"target {spec.name}: tuning measures on the GPU, but {problem}")
+
+
+def _gpu_missing() -> str | None:
+    import tvm
+
+    try:
+        return None if tvm.runtime.cuda(0).exist else "no CUDA GPU is visible here"
+    except Exception:  # noqa: BLE001
+        return "TVM's CUDA runtime cannot load here (no driver)"
+
+
+def _cap_quotas(quotas: list[int], cap: int) -> list[int]:
+    """Spread a global trial cap over tasks round-robin, never above a task's own quota."""
+    out = [0] * len(quotas)
+    left = cap
+    while left > 0 and any(o < q for o, q in zip(out, quotas)):
+        for i, q in enumerate(quotas):
+            if left and out[i] < q:
+                out[i] += 1
+                left -= 1
+    return out
+
+
+def _estimate(tasks: list[TaskSummary]) -> float | None:
+    if any(t.best_us is None for t in tasks):
+        return None
+    return round(sum(t.best_us * t.weight for t in tasks) / 1e3, 6)
+
+
+def _us(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e6, 3)
+
+
+def _workload_hash(mod) -> str:
+    import tvm_ffi
+
+    return f"{tvm_ffi.structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def _progress_bar(total: int, plan: Budget, model: str, target: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=f"tune {model} on {target}",
+        unit="trial",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
