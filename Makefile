@@ -1,0 +1,31 @@
+# Two commands do the whole set-up on a fresh machine:
+#   make demo   # venv + install, then tune -> compile -> run the bundled example on this CPU
+#   make test   # venv + install, then the test suite (under ~15 min on 2 cores)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test test-slow bench clean
+
+venv: $(STAMP)
+
+# torch==2.13.0 first: that exact version is the CPU build (a range would fetch a CUDA build).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/tvmopt demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
+
+clean:
+	rm -rf artifacts examples/*.onnx .pytest_cache

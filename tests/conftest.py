@@ -1,0 +1,60 @@
+"""Shared fixtures: small real models written once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/models.py
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cnn_onnx(tmp_path_factory) -> Path:
+    """The bundled example CNN (onnx.helper, 1x3x32x32)."""
+    from tvmopt.examples import write_small_cnn
+
+    return write_small_cnn(tmp_path_factory.mktemp("models") / "small_cnn.onnx")
+
+
+@pytest.fixture(scope="session")
+def mlp_onnx(tmp_path_factory) -> Path:
+    import torch
+    from models import export_onnx, mlp
+
+    module = mlp()
+    path = tmp_path_factory.mktemp("models") / "mlp.onnx"
+    export_onnx(module, (torch.randn(1, 64),), path, ["x"], ["y"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def transformer_onnx(tmp_path_factory) -> Path:
+    import torch
+    from models import export_onnx, tiny_transformer
+
+    module = tiny_transformer()
+    path = tmp_path_factory.mktemp("models") / "transformer.onnx"
+    export_onnx(module, (torch.randn(1, 8, 32),), path, ["x"], ["y"])
+    return path
+
+
+def ort_run(path, feeds):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
+    """Run `python -m tvmopt ARGS` in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "tvmopt", *args], cwd=cwd or REPO, capture_output=True, text=True,
+        timeout=timeout, env=env,
+    )

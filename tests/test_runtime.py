@@ -1,0 +1,101 @@
+"""The production side: Predictor validation, threads, batches, compatibility checks."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tvmopt
+from conftest import ort_run
+from tvmopt.errors import ArtifactError, InputSpecError
+
+
+@pytest.fixture(scope="module")
+def cnn_artifact(cnn_onnx, tmp_path_factory):
+    model = tvmopt.import_model(cnn_onnx)
+    return tvmopt.compile(model, "host", tmp_path_factory.mktemp("rt") / "cnn", log_root=None)
+
+
+def test_untuned_artifact_matches_onnxruntime_and_describes_itself(cnn_artifact, cnn_onnx):
+    manifest = cnn_artifact.manifest
+    assert manifest["inputs"] == [{"name": "input", "shape": [1, 3, 32, 32], "dtype": "float32"}]
+    assert manifest["outputs"][0]["name"] == "logits"
+    assert manifest["target"]["name"] == "host" and manifest["tvm_version"]
+    assert manifest["model"]["sha256"] == tvmopt.import_model(cnn_onnx).sha256
+    assert manifest["tuning"]["tasks_tuned"] == 0
+    predictor = tvmopt.load(cnn_artifact.path)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
+    expected = ort_run(cnn_onnx, {"input": x})[0]
+    np.testing.assert_allclose(predictor(x)[0], expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(predictor(input=x)[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_predictor_validates_names_shapes_dtypes(cnn_artifact):
+    predictor = tvmopt.load(cnn_artifact.path)
+    x = np.zeros((1, 3, 32, 32), "float32")
+    with pytest.raises(InputSpecError, match="unknown input 'image'; the model's inputs are: input"):
+        predictor(image=x)
+    with pytest.raises(InputSpecError, match="missing input"):
+        predictor()
+    with pytest.raises(InputSpecError, match=r"shape 1x3x16x16, expected 1x3x32x32"):
+        predictor(np.zeros((1, 3, 16, 16), "float32"))
+    with pytest.raises(InputSpecError, match="dtype int64, expected float32"):
+        predictor(np.zeros((1, 3, 32, 32), "int64"))
+    with pytest.raises(InputSpecError, match="takes 1 input"):
+        predictor(x, x)
+    assert predictor(x.astype("float64"))[0].dtype == np.float32  # same-kind widening is cast
+
+
+def test_predictor_is_thread_safe(cnn_artifact):
+    predictor = tvmopt.load(cnn_artifact.path)
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal((1, 3, 32, 32)).astype("float32") for _ in range(16)]
+    serial = [predictor(x)[0] for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda x: predictor(x)[0], inputs * 3))
+    for i, out in enumerate(parallel):
+        np.testing.assert_array_equal(out, serial[i % len(inputs)])
+
+
+def test_predict_batch_and_benchmark(cnn_artifact):
+    predictor = tvmopt.load(cnn_artifact.path)
+    feeds = [predictor.random_inputs(seed=s) for s in range(4)]
+    outs = predictor.predict_batch(feeds, progress=False)
+    assert len(outs) == 4 and outs[0][0].shape == (1, 10)
+    np.testing.assert_array_equal(outs[2][0], predictor(**feeds[2])[0])
+    latency = predictor.benchmark(repeat=5)
+    assert len(latency.runs_ms) == 5 and 0 < latency.median_ms <= latency.p90_ms * 1.0001
+
+
+def test_load_refuses_foreign_artifacts(cnn_artifact, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cnn_artifact.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["target"]["requires"] = {"arch": "x86_64", "cpu_flags": ["avx512f", "imaginary_isa"]}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="needs CPU features imaginary_isa"):
+        tvmopt.load(copy)
+    manifest["target"]["requires"] = {}
+    manifest["tvm_version"] = "0.20.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="built with TVM 0.20.0"):
+        tvmopt.load(copy)
+
+
+def test_compile_never_leaves_half_an_artifact(cnn_onnx, tmp_path):
+    model = tvmopt.import_model(cnn_onnx)
+    target_dir = tmp_path / "keep"
+    target_dir.mkdir()
+    (target_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="not a tvmopt artifact; refusing"):
+        tvmopt.compile(model, "host", target_dir, log_root=None)
+    assert (target_dir / "notes.txt").read_text() == "mine"
+    out = tmp_path / "art"
+    first = tvmopt.compile(model, "host", out, log_root=None)
+    second = tvmopt.compile(model, "host", out, log_root=None)  # replaces atomically
+    assert second.path == first.path and (out / "manifest.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

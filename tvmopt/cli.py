@@ -1,0 +1,312 @@
+"""Command line: thin argparse adapters over the library API (same verbs, same objects).
+
+Every TvmoptError becomes one line on stderr and exit code 2; --verbose shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+EPILOG = """\
+pipeline:  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host  ->  tvmopt compile MODEL -t host -o out/
+           ->  tvmopt run out/
+Tuning records go to tuning_logs/<target>/ and are reused by every later tune/compile for that target.
+Try `tvmopt demo` for the whole path on a bundled example model."""
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX file (.onnx) or torch.export program (.pt2)")
+    parser.add_argument(
+        "--input-shape", action="append", default=[], metavar="NAME:DIMS",
+        help="fix an input's shape, e.g. input_ids:1x128 (repeat per input); needed to tune dynamic dims",
+    )
+
+
+def _target_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-t", "--target", default="host",
+        help="registry name (see `tvmopt targets`) or path to a target .json (default: host)",
+    )
+
+
+def _log_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-dir", default="tuning_logs", help="root of the tuning logs (default: tuning_logs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tvmopt",
+        description="Tune, compile and deploy ONNX / PyTorch models with Apache TVM (Relax + MetaSchedule).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TVM's log")
+    parser.add_argument("--version", action="store_true", help="print tvmopt and TVM versions")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("targets", help="list the target registry, or show one target",
+                       description="List targets (targets/*.json), or print one with `targets show NAME`.")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", help="target to show")
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("inspect", help="inputs, outputs, operators, fused kernels and tuning tasks of a model",
+                       description="Import a model and show what TVM makes of it, without building anything.")
+    _model_args(p)
+    _target_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "tune", help="run a tuning session (resumable) for a model on a target",
+        description=(
+            "Search schedules for every kernel with MetaSchedule and its XGBoost cost model, measuring "
+            "candidates on this machine. Records are appended to tuning_logs/<target>/ as they are measured: "
+            "re-running the same command resumes (a task's budget counts what the log already holds), "
+            "and a session killed at any point keeps every finished measurement."
+        ),
+    )
+    _model_args(p)
+    _target_arg(p)
+    _log_arg(p)
+    p.add_argument("--budget", choices=["smoke", "quick", "full"], default="quick",
+                   help="preset: smoke (CI, seconds), quick (minutes, default), full (serious)")
+    p.add_argument("--trials", type=int, help="at most this many trials in this session, over all tasks")
+    p.add_argument("--trials-per-task", type=int, help="trials per task, counted across sessions (overrides the preset)")
+    p.add_argument("--timeout", type=float, metavar="MIN", help="stop after MIN minutes (finished measurements are kept)")
+    p.add_argument("--seed", type=int, help="random seed of the search")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("compile", help="apply the best tuning records and build an artifact",
+                       description="Build MODEL for a target into an artifact directory (library + manifest.json). "
+                                   "Kernels without a tuning record get TVM's default schedule.")
+    _model_args(p)
+    _target_arg(p)
+    _log_arg(p)
+    p.add_argument("--no-tuning", action="store_true", help="ignore tuning logs (untuned build)")
+    p.add_argument("-o", "--output", help="artifact directory (default: artifacts/<model>-<target>)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="load an artifact, run it, report latency",
+                       description="Run an artifact on this machine: random inputs of the right shape/dtype "
+                                   "unless --inputs is given; prints latency median/p90 and output shapes.")
+    p.add_argument("artifact", help="artifact directory written by `tvmopt compile`")
+    p.add_argument("--inputs", help=".npz file with one array per input name")
+    p.add_argument("--save-outputs", metavar="FILE.npz", help="write the outputs to an .npz file")
+    p.add_argument("--repeat", type=int, default=50, help="timed runs (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="tune -> compile -> run the bundled example model against ONNX Runtime",
+                       description="The whole path on a small bundled CNN (or --model): untuned, tuned and "
+                                   "ONNX Runtime latency, and the max abs difference to ONNX Runtime.")
+    p.add_argument("--model", help="ONNX file to use instead of the bundled example")
+    _target_arg(p)
+    _log_arg(p)
+    p.add_argument("--budget", choices=["smoke", "quick", "full"], default="quick")
+    p.add_argument("--trials-per-task", type=int)
+    p.add_argument("--timeout", type=float, metavar="MIN", default=5.0, help="tuning time limit (default 5 min)")
+    p.add_argument("--output", default="artifacts/demo", help="artifact directory (default artifacts/demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+def _import(args):
+    from .frontends import import_model
+    from .model import parse_shape
+
+    shapes = dict(parse_shape(s) for s in args.input_shape)
+    return import_model(args.model, input_shapes=shapes or None)
+
+
+def cmd_targets(args) -> int:
+    from .targets import get_target, list_targets
+
+    if args.action == "show":
+        if not args.name:
+            raise SystemExit("tvmopt targets show: name a target, e.g. `tvmopt targets show x86-avx2`")
+        spec = get_target(args.name)
+        print(json.dumps(spec.to_json() | {"log_name": spec.log_name, "file": spec.source}, indent=2))
+        return 0
+    rows = [(s.name, s.device, "yes" if s.is_local_cpu else "no", s.description) for s in list_targets()]
+    _table(("name", "device", "runs here", "description"), rows)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .optimize import describe
+    from .targets import get_target
+
+    model = _import(args)
+    report = describe(model, get_target(args.target).tvm_target())
+    if args.json:
+        print(json.dumps({
+            "model": model.name, "format": model.format, "sha256": model.sha256,
+            "inputs": [s.to_json() for s in model.inputs], "outputs": [s.to_json() for s in model.outputs],
+            "operators": report.op_counts,
+            "kernels": [{"name": k.name, "flops": k.flops, "calls": k.calls} for k in report.kernels],
+            "tasks": [{"name": n, "weight": w, "flops": f} for n, w, f in report.tasks],
+        }, indent=2))
+        return 0
+    print(f"model {model.name} ({model.format}, sha256 {model.sha256[:12]})")
+    _table(("input", "shape", "dtype"), [(s.name, s.shape_str(), s.dtype) for s in model.inputs])
+    _table(("output", "shape", "dtype"), [(s.name, s.shape_str(), s.dtype) for s in model.outputs])
+    print(f"\noperators ({sum(report.op_counts.values())}): " + ", ".join(f"{k} x{v}" for k, v in report.op_counts.items()))
+    print(f"\nfused kernels ({len(report.kernels)}), {report.total_flops / 1e6:.2f} MFLOP total:")
+    _table(("kernel", "calls", "MFLOP"), [(k.name, k.calls, f"{k.flops / 1e6:.3f}") for k in report.kernels])
+    if model.is_static:
+        print(f"\ntuning tasks ({len(report.tasks)}):")
+        _table(("task", "weight", "MFLOP"), [(n, w, f"{f / 1e6:.3f}") for n, w, f in report.tasks])
+    else:
+        dims = ", ".join(f"{n}[{a}]={d}" for n, a, d in model.dynamic_dims())
+        print(f"\ndynamic dims: {dims}; fix them with --input-shape to tune")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from .tuning import make_budget, tune
+
+    model = _import(args)
+    budget = make_budget(args.budget, trials=args.trials, trials_per_task=args.trials_per_task,
+                         timeout_s=args.timeout * 60 if args.timeout else None)
+    print(f"tuning {model.name} for {args.target} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
+    log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress, seed=args.seed)
+    _print_tuning(log)
+    return 0
+
+
+def _print_tuning(log) -> None:
+    rows = [
+        (t.name, t.weight, t.trials_before + t.trials_run, t.trials_run,
+         f"{t.best_us:.2f}" if t.best_us else "NO RECORD", f"{t.gflops:.1f}" if t.gflops else "-")
+        for t in log.tasks
+    ]
+    _table(("task", "weight", "trials", "new", "best us", "GFLOP/s"), rows)
+    est = f"{log.estimated_ms:.3f} ms" if log.estimated_ms is not None else "n/a"
+    print(f"\n{log.status}: {log.trials_run} new trials in {log.wall_s:.1f} s; estimated model latency {est}")
+    if log.untuned_tasks:
+        print(f"WARNING: {len(log.untuned_tasks)} task(s) have no valid record and will use untuned kernels: "
+              + ", ".join(log.untuned_tasks) + " (run tune again, or raise --trials-per-task)")
+    for warning in log.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"log: {log.log_dir}  session: {log.session_path}")
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile as compile_model, default_output
+    from .targets import get_target
+
+    model = _import(args)
+    spec = get_target(args.target)
+    output = args.output or default_output(model, spec)
+    artifact = compile_model(model, spec, output, log_root=None if args.no_tuning else args.log_dir)
+    tuning = artifact.manifest["tuning"]
+    print(f"wrote {artifact.path} ({spec.name}; {tuning['tasks_tuned']}/{tuning['tasks_total']} kernels tuned, "
+          f"build {artifact.manifest['build_s']} s)")
+    if tuning["tasks_total"] and tuning["tasks_tuned"] < tuning["tasks_total"]:
+        print(f"note: {tuning['tasks_total'] - tuning['tasks_tuned']} kernel(s) had no record in "
+              f"{tuning['log_dir']} and use TVM's default schedule; `tvmopt tune` them for speed")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from .errors import InputSpecError
+    from .runtime import load
+
+    predictor = load(args.artifact)
+    if args.inputs:
+        try:
+            with np.load(args.inputs) as data:
+                feeds = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as err:
+            raise InputSpecError(f"{args.inputs}: not a readable .npz file ({err})") from err
+    else:
+        feeds = predictor.random_inputs()
+    outputs = predictor(**feeds)
+    latency = predictor.benchmark(feeds, repeat=args.repeat)
+    if args.save_outputs:
+        np.savez(args.save_outputs, **{s.name: o for s, o in zip(predictor.outputs, outputs)})
+    if args.json:
+        print(json.dumps({
+            "artifact": str(predictor.artifact.path), "median_ms": latency.median_ms, "p90_ms": latency.p90_ms,
+            "repeat": args.repeat, "outputs": [{"name": s.name, "shape": list(o.shape), "dtype": str(o.dtype)}
+                                               for s, o in zip(predictor.outputs, outputs)],
+        }, indent=2))
+        return 0
+    source = args.inputs or "random inputs"
+    print(f"{predictor.artifact.path} on {predictor.artifact.target_name} ({source}, {args.repeat} runs): "
+          f"median {latency.median_ms:.4f} ms, p90 {latency.p90_ms:.4f} ms")
+    _table(("output", "shape", "dtype"), [(s.name, "x".join(map(str, o.shape)), o.dtype) for s, o in zip(predictor.outputs, outputs)])
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(model_path=args.model, target=args.target, log_root=args.log_dir, budget=args.budget,
+             trials_per_task=args.trials_per_task, timeout_min=args.timeout, output=args.output)
+    return 0
+
+
+# ------------------------------------------------------------------------------- plumbing
+
+
+def _table(header: tuple, rows: list) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+        from ._tvm import TVM_VERSION
+
+        print(f"tvmopt {__version__} (apache-tvm {TVM_VERSION})")
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_warnings()
+    from .errors import TvmoptError
+
+    func: Callable = args.func
+    try:
+        return int(func(args) or 0)
+    except TvmoptError as err:
+        if args.verbose:
+            raise
+        print(f"tvmopt: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("tvmopt: interrupted (finished measurements are in the log)", file=sys.stderr)
+        return 130
+
+
+def _quiet_warnings() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
