@@ -23,23 +23,21 @@ def cnn_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_onnx(tmp_path_factory) -> Path:
-    import torch
     from models import export_onnx, mlp
 
-    module = mlp()
+    module, example = mlp()
     path = tmp_path_factory.mktemp("models") / "mlp.onnx"
-    export_onnx(module, (torch.randn(1, 64),), path, ["x"], ["y"])
+    export_onnx(module, example, path, ["x"], ["y"])
     return path
 
 
 @pytest.fixture(scope="session")
 def transformer_onnx(tmp_path_factory) -> Path:
-    import torch
     from models import export_onnx, tiny_transformer
 
-    module = tiny_transformer()
+    module, example = tiny_transformer()
     path = tmp_path_factory.mktemp("models") / "transformer.onnx"
-    export_onnx(module, (torch.randn(1, 8, 32),), path, ["x"], ["y"])
+    export_onnx(module, example, path, ["x"], ["y"])
     return path
 
 

@@ -16,9 +16,11 @@ from torch import nn
 SEED = 0
 
 
-def _seeded(seed: int = SEED) -> torch.Generator:
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+def _init(cls, seed: int = SEED) -> nn.Module:
+    """cls() with weights drawn from `seed`, leaving torch's global RNG state as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return cls().eval()
 
 
 # --------------------------------------------------------------------------- models
@@ -80,7 +82,11 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.nhead = nhead
         self.head_dim = d_model // nhead
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        # Three projections, not one split with chunk(): the exporter turns chunk() into Slices
+        # with computed bounds, which TVM's ONNX frontend cannot give static shapes.
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.ff1 = nn.Linear(d_model, dim_feedforward)
@@ -94,8 +100,7 @@ class EncoderLayer(nn.Module):
         def heads(t):  # [B, S, D] -> [B, H, S, Dh]
             return t.reshape(batch, seq, self.nhead, self.head_dim).transpose(1, 2)
 
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        q, k, v = heads(q), heads(k), heads(v)
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim**-0.5) + additive_mask
         ctx = torch.matmul(torch.softmax(scores, dim=-1), v)  # [B, H, S, Dh]
         ctx = ctx.transpose(1, 2).reshape(batch, seq, d_model)
@@ -152,8 +157,7 @@ class GRUModel(nn.Module):
 
 
 def _build(cls, *example_shapes, seed: int = SEED):
-    _seeded(seed)
-    module = cls().eval()
+    module = _init(cls, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     inputs = tuple(torch.randn(*shape, generator=gen) for shape in example_shapes)
     return module, inputs
@@ -196,8 +200,7 @@ def token_inputs(batch: int = 1, seq: int = 8, pad: int = 0, seed: int = SEED):
 
 def token_classifier():
     """(TokenClassifier, (input_ids int64 [1, 8], attention_mask int64 [1, 8]))"""
-    _seeded(SEED)
-    return TokenClassifier().eval(), token_inputs(1, 8, pad=2)
+    return _init(TokenClassifier), token_inputs(1, 8, pad=2)
 
 
 # --------------------------------------------------------------------------- export

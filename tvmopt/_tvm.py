@@ -201,6 +201,22 @@ def _build_candidate(mod: tvm.IRModule, target: tvm.target.Target, triple_is_arm
     return path
 
 
+ALREADY_MEASURED = "tvmopt: already measured in the log, not built again"
+
+
+def scheduled_module_hash(mod: tvm.IRModule) -> int:
+    import tvm_ffi
+
+    return int(tvm_ffi.structural_hash(mod))
+
+
+def record_module_hash(record) -> int:
+    """Hash of the scheduled module a tuning record stands for (its trace replayed)."""
+    sch = tvm.s_tir.Schedule(record.workload.mod)
+    record.trace.apply_to_schedule(sch, remove_postproc=False)
+    return scheduled_module_hash(sch.mod)
+
+
 @derived_object
 class PersistentBuilder(ms.builder.PyBuilder):
     """Builds candidates in a pool of worker processes that lives for the whole session.
@@ -212,8 +228,18 @@ class PersistentBuilder(ms.builder.PyBuilder):
     and a build that hangs or crashes is still killed and reported as an error.
     """
 
-    def __init__(self, max_workers: int | None = None, timeout_sec: float = 60.0, max_uses: int = 256):
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        timeout_sec: float = 60.0,
+        max_uses: int = 256,
+        measured: set[int] | None = None,
+    ):
         super().__init__()
+        # Hashes of scheduled modules already in the log: MetaSchedule's evolutionary search
+        # seeds from the log's best records but only avoids what it measured itself, so a
+        # resumed session would measure them again; those are answered ALREADY_MEASURED.
+        self.measured = measured if measured is not None else set()
         from tvm.support.popen_pool import PopenPoolExecutor
 
         self.max_workers = max_workers or max(1, len(os.sched_getaffinity(0)))
@@ -225,21 +251,56 @@ class PersistentBuilder(ms.builder.PyBuilder):
     def build(self, build_inputs: list) -> list:
         from tvm.support.popen_pool import StatusKind
 
-        jobs = [(inp.mod, inp.target, False) for inp in build_inputs]
-        results = []
-        for res in self._pool.map_with_error_catching(lambda args: _build_candidate(*args), jobs):
+        fresh, results = [], []
+        for inp in build_inputs:
+            key = scheduled_module_hash(inp.mod)
+            fresh.append(key not in self.measured)
+            self.measured.add(key)
+        jobs = [(inp.mod, inp.target, False) for inp, new in zip(build_inputs, fresh) if new]
+        built = iter(self._pool.map_with_error_catching(lambda args: _build_candidate(*args), jobs))
+        for new in fresh:
+            if not new:
+                results.append(ms.builder.BuilderResult(None, ALREADY_MEASURED))
+                continue
+            res = next(built)
             if res.status == StatusKind.COMPLETE:
                 results.append(ms.builder.BuilderResult(res.value, None))
             elif res.status == StatusKind.TIMEOUT:
-                results.append(
-                    ms.builder.BuilderResult(None, f"tvmopt builder: timeout after {self.timeout_sec:.0f} s")
-                )
+                message = f"tvmopt builder: timeout after {self.timeout_sec:.0f} s"
+                results.append(ms.builder.BuilderResult(None, message))
             else:
                 results.append(ms.builder.BuilderResult(None, f"tvmopt builder: {res.value}"))
         return results
 
     def shutdown(self) -> None:
         self._pool.shutdown()
+
+
+def tune_contexts(tasks: list, strategy, num_threads: int, seed: int | None) -> list:
+    """One TuneContext per extracted task, all logging to the quiet 'tvmopt.metaschedule' logger.
+
+    Workaround: relax_integration.extracted_tasks_to_tune_contexts builds per-task file
+    loggers from a logging config derived from the process's handlers; the second session in
+    one process (e.g. under pytest's log capture) crashes there on a handler without a name.
+    """
+    import logging
+
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    logger = logging.getLogger("tvmopt.metaschedule")
+    return [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator="post-order-apply",
+            search_strategy=strategy,
+            task_name=task.task_name,
+            logger=logger,
+            rand_state=rand_state,
+            num_threads=num_threads,
+        ).clone()
+        for task, rand_state in zip(tasks, fork_seed(seed, n=len(tasks)))
+    ]
 
 
 def make_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float = 30.0):

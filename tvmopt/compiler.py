@@ -39,7 +39,10 @@ def compile(  # noqa: A001 - the pipeline's verb
             f"target {spec.name} exports with the cross compiler '{spec.cross_compiler}', which is not "
             "installed (Debian: apt-get install g++-aarch64-linux-gnu)"
         )
-    fused = fused_module(model, tvm_target)
+    try:
+        fused = fused_module(model, tvm_target)
+    except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
+        raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {_last_line(err)}") from err
     applied, total = [], 0
     log_dir = log_dir_for(spec, log_root) if log_root is not None else None
     if log_dir is not None and log_dir.is_dir():
@@ -51,7 +54,7 @@ def compile(  # noqa: A001 - the pipeline's verb
     try:
         executable = _tvm.build(fused, tvm_target)
     except Exception as err:  # noqa: BLE001 - TVM raises many kinds
-        raise CompileError(f"model {model.name} for {spec.name}: build failed: {str(err).strip().splitlines()[-1]}") from err
+        raise CompileError(f"model {model.name} for {spec.name}: build failed: {_last_line(err)}") from err
     manifest = {
         "model": {"name": model.name, "source": model.source, "format": model.format, "sha256": model.sha256},
         "inputs": [s.to_json() for s in model.inputs],
@@ -96,6 +99,11 @@ def _records_for(fused, target, database: LogDatabase) -> tuple[list[dict], int]
         if best is not None:
             applied.append({"task": task.task_name, "best_us": round(best * 1e6, 3)})
     return applied, len(tasks)
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def default_output(model: Model, spec: TargetSpec) -> Path:

@@ -92,10 +92,13 @@ def _import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | No
     shapes = _apply_overrides(path, {k: v[0] for k, v in declared.items()}, input_shapes)
 
     # Overridden inputs go to shape_dict; a str dim stays symbolic (one tir.Var per name).
+    # With any override, every input of known rank goes there too: the frontend makes its own
+    # tir.Var per dim name, which would be a second, unrelated "seq" beside ours.
     sym: dict = {}
     shape_dict = {
         k: [d if isinstance(d, int) else sym.setdefault(d, _tvm.symbolic_dim(d)) for d in shapes[k]]
-        for k in (input_shapes or {})
+        for k in shapes
+        if input_shapes and (k in input_shapes or shapes[k])
     }
     try:
         with warnings.catch_warnings():
@@ -200,11 +203,28 @@ def _apply_overrides(path: Path, declared: dict[str, tuple[Dim, ...]], overrides
                 f"{path}: input '{in_name}' has rank {len(want)} ({_fmt(want)}), --input-shape gives {_fmt(dims)}"
             )
         for axis, (old, new) in enumerate(zip(want, dims)):
-            if isinstance(old, int) and isinstance(new, int) and old != new:
+            # A fixed dim cannot become symbolic either (the weights fix it).
+            if isinstance(old, int) and old != new:
                 raise InputSpecError(
                     f"{path}: input '{in_name}' dim {axis} is fixed to {old} in the model, --input-shape gives {new}"
                 )
         shapes[in_name] = dims
+    # ONNX dims with one name are one dim: fixing input_ids to 1x8 also fixes attention_mask's
+    # (batch, seq). Without this the other input keeps symbolic dims that never unify with the
+    # fixed ones, and the build fails deep inside TVM.
+    bound: dict[str, tuple[Dim, str]] = {}
+    for in_name, dims in (overrides or {}).items():
+        for old, new in zip(declared[in_name], dims):
+            if isinstance(old, str):
+                prev = bound.setdefault(old, (new, in_name))
+                if prev[0] != new:
+                    raise InputSpecError(
+                        f"{path}: dim '{old}' is {prev[0]} for input '{prev[1]}' but {new} for input "
+                        f"'{in_name}'; inputs that share a dim name must get the same size"
+                    )
+    for in_name, dims in declared.items():
+        if in_name not in (overrides or {}):
+            shapes[in_name] = tuple(bound[d][0] if isinstance(d, str) and d in bound else d for d in dims)
     return shapes
 
 

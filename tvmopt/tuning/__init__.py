@@ -24,7 +24,7 @@ from ..optimize import fused_module
 from ..targets import TargetSpec, get_target, host_fingerprint
 from .budget import PRESETS, Budget, make_budget
 from .database import LogDatabase
-from .scheduler import CommitEachBatch, ProgressCallback, SessionProgress
+from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, SessionProgress
 from .session import SessionRecord, TaskSummary, new_session_path, save_session
 
 DEFAULT_LOG_ROOT = "tuning_logs"
@@ -146,21 +146,22 @@ def tune(
 def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, started, seed) -> str:
     cores = max(1, len(os.sched_getaffinity(0)))
     work_dir = tempfile.mkdtemp(prefix="tvmopt-ms-")  # MetaSchedule's verbose per-task logs
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    builder = _tvm.PersistentBuilder(max_workers=cores)
+    logging.getLogger("tvmopt.metaschedule").setLevel(logging.WARNING)
+    measured = {
+        _tvm.record_module_hash(record)
+        for task in tasks
+        if database.has_workload(task.dispatched[0])
+        for record in database.get_all_records_of(task.dispatched[0])
+    }
+    builder = _tvm.PersistentBuilder(max_workers=cores, measured=measured)
     try:
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks,
-            work_dir,
-            strategy=_tvm.make_search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured),
-            num_threads=cores,
-            seed=seed,
-        )
+        strategy = _tvm.make_search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured)
+        contexts = _tvm.tune_contexts(tasks, strategy, cores, seed)
         deadline = started + plan.timeout_s if plan.timeout_s else None
-        scheduler = CommitEachBatch(progress, deadline)
+        scheduler = CommitEachBatch(progress, deadline, plan.max_trials)
         ms.tune.tune_tasks(
             tasks=contexts,
-            task_weights=weights,
+            task_weights=[float(t.weight) for t in tasks],
             work_dir=work_dir,
             max_trials_global=sum(quotas) + plan.batch_size * len(quotas),
             max_trials_per_task=max(quotas),
@@ -169,7 +170,12 @@ def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, s
             runner=_tvm.make_runner(plan.number, plan.repeat, plan.min_repeat_ms),
             database=database,
             cost_model="xgb",
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), ProgressCallback(progress)],
+            measure_callbacks=[
+                AddNewToDatabase(),
+                ms.measure_callback.RemoveBuildArtifact(),
+                ms.measure_callback.UpdateCostModel(),
+                ProgressCallback(progress),
+            ],
             task_scheduler=scheduler,
         )
         return "timeout" if scheduler._inst.timed_out else "finished"

@@ -204,6 +204,13 @@ class LogDatabase(ms.database.PyDatabase):
         secs = [float(s) for s in top[0].run_secs]
         return sum(secs) / len(secs)
 
+    def get_all_records_of(self, mod: tvm.IRModule) -> list:
+        """Every record of this workload, failed ones included."""
+        if not self._mem.has_workload(mod):
+            return []
+        workload = self._mem.commit_workload(mod)
+        return [r for r in self._mem.get_all_tuning_records() if r.workload.same_as(workload)]
+
     @property
     def num_workloads(self) -> int:
         return len(self._canonical)

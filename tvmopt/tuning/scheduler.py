@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Callable
 
-from .._tvm import derived_object, ms
+from .._tvm import ALREADY_MEASURED, derived_object, ms
 from .session import TaskSummary
 
 
@@ -27,10 +27,19 @@ class SessionProgress:
         self.on_batch = on_batch
         self.trials_run = 0
         self.errors = 0
+        self.skipped = [0] * len(tasks)  # candidates already in the log, not measured again
 
-    def record(self, task_id: int, runner_results) -> None:
+    def attempts(self, task_id: int) -> int:
+        return self.tasks[task_id].trials_run + self.skipped[task_id]
+
+    def record(self, task_id: int, builder_results, runner_results) -> None:
         task = self.tasks[task_id]
-        for result in runner_results:
+        measured = 0
+        for built, result in zip(builder_results, runner_results):
+            if built.error_msg == ALREADY_MEASURED:
+                self.skipped[task_id] += 1
+                continue
+            measured += 1
             task.trials_run += 1
             self.trials_run += 1
             secs = [float(s) for s in (result.run_secs or [])]
@@ -41,7 +50,7 @@ class SessionProgress:
             if task.best_us is None or us < task.best_us:
                 task.best_us = us
         if self.bar is not None:
-            self.bar.update(len(runner_results))
+            self.bar.update(measured)
             self.bar.set_postfix_str(self.postfix(task_id), refresh=True)
         if self.on_batch is not None:
             self.on_batch()
@@ -69,17 +78,36 @@ class ProgressCallback(ms.measure_callback.PyMeasureCallback):
         self.progress = progress
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        self.progress.record(task_id, runner_results)
+        self.progress.record(task_id, builder_results, runner_results)
+
+
+@derived_object
+class AddNewToDatabase(ms.measure_callback.PyMeasureCallback):
+    """MetaSchedule's AddToDatabase, minus candidates the builder skipped as already measured
+    (stock AddToDatabase would log them again as failures with run time 1e10)."""
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        database = task_scheduler.database_
+        ctx = task_scheduler.tasks_[task_id].ctx
+        workload = database.commit_workload(ctx.mod)
+        for candidate, built, result in zip(measure_candidates, builder_results, runner_results):
+            if built.error_msg == ALREADY_MEASURED:
+                continue
+            run_secs = result.run_secs if result.run_secs is not None else [1e10]
+            database.commit_tuning_record(
+                ms.database.TuningRecord(candidate.sch.trace, workload, run_secs, ctx.target, candidate.args_info)
+            )
 
 
 @derived_object
 class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
     """Round-robin over tasks with per-task quotas and a deadline; joins every batch at once."""
 
-    def __init__(self, progress: SessionProgress, deadline: float | None):
+    def __init__(self, progress: SessionProgress, deadline: float | None, max_trials: int | None = None):
         super().__init__()
         self.progress = progress
         self.deadline = deadline
+        self.max_trials = max_trials
         self.cursor = -1
         self.timed_out = False
 
@@ -92,11 +120,15 @@ class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.timed_out = True
             return -1
+        if self.max_trials is not None and self.progress.trials_run >= self.max_trials:
+            return -1
         for _ in range(len(tasks)):
             self.cursor = (self.cursor + 1) % len(tasks)
             if tasks[self.cursor].is_terminated:
                 continue
-            if self.progress.tasks[self.cursor].trials_run >= self.progress.quotas[self.cursor]:
+            quota = self.progress.quotas[self.cursor]
+            done = self.progress.tasks[self.cursor].trials_run
+            if done >= quota or self.progress.attempts(self.cursor) >= 2 * quota:
                 scheduler.terminate_task(self.cursor)
                 continue
             return self.cursor
