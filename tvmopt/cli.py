@@ -9,8 +9,6 @@ import argparse
 import json
 import logging
 import sys
-import time
-from pathlib import Path
 from typing import Callable
 
 EPILOG = """\
