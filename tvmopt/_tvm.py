@@ -66,19 +66,26 @@ def register_tensor_intrinsics(target: tvm.target.Target) -> None:
     TVM's own `import tvm.s_tir.tensor_intrin` becomes a no-op. CUDA targets get all.
     """
     kind = target.kind.name
-    if kind in _INTRINSICS_DONE:
+    arm = str(target.attrs.get("mtriple", "")).startswith(("aarch64", "arm"))
+    key = f"{kind}-{'arm' if arm else 'other'}"
+    if key in _INTRINSICS_DONE:
         return
     package = "tvm.s_tir.tensor_intrin"
-    if kind != "llvm" or package in sys.modules:
+    if kind != "llvm":
+        module = sys.modules.get(package)
+        if module is not None and getattr(module, "_tvmopt_partial", False):
+            module.__spec__.loader.exec_module(module)  # run the real __init__: all intrinsics
+            module._tvmopt_partial = False
         importlib.import_module(package)
-    else:
+    elif package not in sys.modules:
         spec = importlib.util.find_spec(package)
         assert spec is not None and spec.loader is not None
-        sys.modules[package] = importlib.util.module_from_spec(spec)  # package, __init__ not run
-        triple = str(target.attrs.get("mtriple", ""))
-        arm = triple.startswith(("aarch64", "arm"))
+        module = importlib.util.module_from_spec(spec)  # the package, its __init__ not run
+        module._tvmopt_partial = True
+        sys.modules[package] = module
+    if kind == "llvm":
         importlib.import_module(package + (".arm_cpu" if arm else ".x86"))
-    _INTRINSICS_DONE.add(kind)
+    _INTRINSICS_DONE.add(key)
 
 
 def onnx_to_relax(proto, shape_dict: dict | None) -> tvm.IRModule:
