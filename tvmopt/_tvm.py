@@ -7,6 +7,8 @@ TVM's public types (IRModule, Target, relax) are used directly elsewhere.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import importlib.util
 import os
@@ -43,6 +45,40 @@ __all__ = [
     "export_library",
     "load_vm",
 ]
+
+
+SHOW_NATIVE_OUTPUT = False  # the CLI's --verbose sets this
+
+
+@contextlib.contextmanager
+def native_output_captured():
+    """Collect what TVM prints on fd 1/2 (C++ warnings, the ONNX frontend's prints).
+
+    TVM's C++ logging and some frontends write straight to the process's stdout/stderr
+    ("Warning: Fast mode segfaults ...", "Error converting operator ..."), which buries our
+    one-line errors. Yields a dict whose "text" holds the output once the block ends.
+    """
+    box: dict[str, str] = {"text": ""}
+    if SHOW_NATIVE_OUTPUT:
+        yield box
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield box
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sink.seek(0)
+            box["text"] = sink.read().decode(errors="replace")
 
 
 def host_cpu_name() -> str:
@@ -90,9 +126,47 @@ def register_tensor_intrinsics(target: tvm.target.Target) -> None:
 
 def onnx_to_relax(proto, shape_dict: dict | None) -> tvm.IRModule:
     """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph)."""
+    import re
+
     from tvm.relax.frontend.onnx import from_onnx
 
-    return from_onnx(proto, shape_dict=shape_dict)
+    with native_output_captured() as out:
+        try:
+            return from_onnx(proto, shape_dict=shape_dict)
+        except Exception as err:  # noqa: BLE001
+            message = _last_line(err)
+            # The traceback's frames hold the importer's BlockBuilder, whose destructor prints
+            # a C++ warning; drop them and collect now, while output is still captured.
+            err.__traceback__ = None
+        gc.collect()
+    # The frontend only prints which op type failed; put it into the error.
+    match = re.search(r"Error converting operator (\w+)", out["text"])
+    where = f"converting a {match.group(1)} node: " if match else ""
+    raise RuntimeError(where + message)
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def fold_onnx_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
+    """Pin input dims and fold shape arithmetic to constants (onnxscript's optimizer).
+
+    Workaround: torch's dynamo ONNX exporter computes reshape targets from Shape/Gather/Mul
+    chains; TVM's ONNX frontend turns those into PrimValues and then fails ("Reshape expects
+    the input data to be a Tensor"). With static input shapes they fold to constants.
+    """
+    import onnx
+    from onnxscript import optimizer
+
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    for value in proto.graph.input:
+        if value.name in static_shapes:
+            for dim, size in zip(value.type.tensor_type.shape.dim, static_shapes[value.name]):
+                dim.Clear()
+                dim.dim_value = int(size)
+    return optimizer.optimize(proto)
 
 
 def onnx_supported_ops() -> set[str]:
@@ -107,7 +181,8 @@ def exported_program_to_relax(exported) -> tvm.IRModule:
     """torch.export ExportedProgram -> Relax, parameters bound as constants."""
     from tvm.relax.frontend.torch import from_exported_program
 
-    return from_exported_program(exported, keep_params_as_input=False)
+    with native_output_captured():
+        return from_exported_program(exported, keep_params_as_input=False)
 
 
 def fuse(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
@@ -118,7 +193,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     """
     from tvm.relax import transform
 
-    with target:
+    with target, native_output_captured():
         return tvm.transform.Sequential(
             [
                 transform.DecomposeOpsForInference(),
@@ -334,7 +409,8 @@ def apply_database(fused: tvm.IRModule, target: tvm.target.Target, database) -> 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target):
     """Compile a fused (and possibly scheduled) Relax module into a VM executable."""
-    return tvm.compile(mod, target=target)
+    with native_output_captured():
+        return tvm.compile(mod, target=target)
 
 
 def export_library(executable, path: str, cross_compiler: str | None = None) -> None:

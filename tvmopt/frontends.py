@@ -100,12 +100,21 @@ def _import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | No
         for k in shapes
         if input_shapes and (k in input_shapes or shapes[k])
     }
+    static = all(isinstance(d, int) for dims in shapes.values() for d in dims)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the frontend warns on every symbolic dim
-            mod = _tvm.onnx_to_relax(proto, shape_dict or None)
+        mod = _convert_onnx(proto, shape_dict)
     except Exception as err:  # noqa: BLE001 - the frontend raises anything
-        raise ModelImportError(f"{path}: TVM's ONNX frontend failed: {_one_line(err)}") from err
+        if not static:
+            dims = ", ".join(f"{n}:{_fmt(d)}" for n, d in shapes.items() if not all(isinstance(x, int) for x in d))
+            raise ModelImportError(
+                f"{path}: TVM's ONNX frontend failed {_one_line(err)} (the model has dynamic dims {dims}; "
+                "fixing them with --input-shape often lets shape arithmetic fold away)"
+            ) from err
+        try:  # shape arithmetic (dynamo exporter) folds to constants once shapes are static
+            folded = _tvm.fold_onnx_constants(proto, {n: tuple(d) for n, d in shapes.items()})
+            mod = _convert_onnx(folded, shape_dict)
+        except Exception:  # noqa: BLE001 - report the original failure, not the retry's
+            raise ModelImportError(f"{path}: TVM's ONNX frontend failed {_one_line(err)}") from err
     inputs = tuple(TensorSpec(n, tuple(shapes[n]), declared[n][1]) for n in declared)
     _check_relax_inputs(path, mod, inputs)
     output_names = [vi.name for vi in proto.graph.output]
@@ -118,6 +127,12 @@ def _import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | No
         format="onnx",
         sha256=sha256_file(path),
     )
+
+
+def _convert_onnx(proto, shape_dict: dict):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the frontend warns on every symbolic dim
+        return _tvm.onnx_to_relax(proto, shape_dict or None)
 
 
 def _check_onnx_operators(path: Path, proto) -> None:
