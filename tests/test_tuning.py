@@ -166,3 +166,13 @@ def test_dynamic_model_cannot_be_tuned_and_says_how_to_fix(tmp_path):
     model = tvmopt.import_model(path)
     with pytest.raises(tvmopt.errors.TuningError, match=r"input 'x' dim 0 \('batch'\).*--input-shape x:1x64"):
         tvmopt.tune(model, "host", budget="smoke", log_root=tmp_path)
+
+
+def test_timeout_stops_the_session_and_keeps_its_records(cnn_onnx, tmp_path):
+    model = tvmopt.import_model(cnn_onnx)
+    budget = make_budget("smoke", trials_per_task=50, timeout_s=3)
+    log = tvmopt.tune(model, "host", budget=budget, log_root=tmp_path, progress=False)
+    assert log.status == "timeout"
+    assert 0 < log.trials_run < 50 * len(log.tasks)
+    assert len(record_lines(log.log_dir)) == log.trials_run
+    assert json.loads(log.session_path.read_text())["status"] == "timeout"
