@@ -265,21 +265,22 @@ def estimate_flops(mod_or_func: Any) -> float:
 # --------------------------------------------------------------------------- builder
 
 
-def _build_candidate(mod: tvm.IRModule, target: tvm.target.Target, triple_is_arm: bool) -> str:
-    """Build one scheduled candidate in a worker process and export it as a tar of objects.
+def _build_candidate(mod: tvm.IRModule, target: tvm.target.Target, cross_compiler: str | None) -> str:
+    """Build one scheduled candidate in a worker process and export it as a shared library.
 
-    Mirrors MetaSchedule's default_build/default_export, minus its full tensor_intrin import.
+    Mirrors MetaSchedule's default_build/default_export, minus its full tensor_intrin import;
+    exports a linked .so (cross-compiled for remote targets) rather than a tar of objects, so
+    an RPC device needs no compiler of its own.
     """
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-    from tvm.support.tar import tar
 
     register_tensor_intrinsics(target)
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     from tvm.driver import build as tvm_build
 
     rt_mod = tvm_build(mod, target=target)
-    path = os.path.join(tempfile.mkdtemp(prefix="tvmopt-cand-"), "tvm_tmp_mod." + tar.output_format)
-    rt_mod.export_library(path, fcompile=tar)
+    path = os.path.join(tempfile.mkdtemp(prefix="tvmopt-cand-"), "candidate.so")
+    export_library(rt_mod, path, cross_compiler)
     return path
 
 
@@ -316,8 +317,10 @@ class PersistentBuilder(ms.builder.PyBuilder):
         timeout_sec: float = 60.0,
         max_uses: int = 256,
         measured: set[int] | None = None,
+        cross_compiler: str | None = None,
     ):
         super().__init__()
+        self.cross_compiler = cross_compiler
         # Hashes of scheduled modules already in the log: MetaSchedule's evolutionary search
         # seeds from the log's best records but only avoids what it measured itself, so a
         # resumed session would measure them again; those are answered ALREADY_MEASURED.
@@ -338,7 +341,7 @@ class PersistentBuilder(ms.builder.PyBuilder):
             key = scheduled_module_hash(inp.mod)
             fresh.append(key not in self.measured)
             self.measured.add(key)
-        jobs = [(inp.mod, inp.target, False) for inp, new in zip(build_inputs, fresh) if new]
+        jobs = [(inp.mod, inp.target, self.cross_compiler) for inp, new in zip(build_inputs, fresh) if new]
         built = iter(self._pool.map_with_error_catching(lambda args: _build_candidate(*args), jobs))
         for new in fresh:
             if not new:
@@ -393,6 +396,72 @@ def make_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float
     return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=config)
 
 
+def _alloc_arguments_from_host(session, device, args_info, alloc_repeat: int) -> list:
+    """Fill candidate inputs with host-side random data copied to the device.
+
+    Workaround: RPCRunner's default asks the device for tvm.contrib.random, which lives in
+    TVM's compiler library; a runtime-only device (a Pi, our emulated root) has no such thing.
+    """
+    import numpy as np
+
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+
+    rng = np.random.default_rng(0)
+
+    def fill(tensor) -> None:
+        dtype = np.dtype(str(tensor.dtype))
+        shape = tuple(int(d) for d in tensor.shape)
+        if dtype.kind == "f":
+            data = rng.standard_normal(shape).astype(dtype)
+        else:
+            data = rng.integers(0, 2, shape).astype(dtype)
+        tensor.copyfrom(data)
+
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
+def make_rpc_runner(host: str, port: int, key: str, number: int, repeat: int, min_repeat_ms: int,
+                    max_workers: int = 1, session_timeout_sec: float = 60.0):
+    """MetaSchedule's RPCRunner: candidates measured on devices registered with a TVM RPC tracker."""
+    config = ms.runner.EvaluatorConfig(
+        number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=False
+    )
+    rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                              session_timeout_sec=session_timeout_sec)
+    return ms.runner.RPCRunner(
+        rpc_config=rpc, evaluator_config=config, max_workers=max_workers,
+        f_alloc_argument=_alloc_arguments_from_host,
+    )
+
+
+def rpc_session(host: str, port: int, key: str, timeout_s: float = 60.0):
+    """A session on a device from the tracker (blocks until one with `key` is free)."""
+    from tvm import rpc
+
+    tracker = rpc.connect_tracker(host, port)
+    return tracker.request(key, priority=1, session_timeout=timeout_s)
+
+
+def rpc_tracker_summary(host: str, port: int) -> str:
+    from tvm import rpc
+
+    return str(rpc.connect_tracker(host, port).text_summary())
+
+
+def run_remote(session, lib_path: str, device_type: str, arrays: list, repeat: int):
+    """Upload a library, run its "main" on the remote device; returns (outputs, per-run seconds)."""
+    from tvm.runtime.vm import VirtualMachine
+
+    session.upload(lib_path)
+    lib = session.load_module(os.path.basename(lib_path))
+    device = session.device(device_type, 0)
+    vm = VirtualMachine(lib, device)
+    tensors = [tvm.runtime.tensor(a, device) for a in arrays]
+    result = vm["main"](*tensors)
+    timer = vm.time_evaluator("main", device, number=1, repeat=repeat)
+    return result, list(timer(*tensors).results)
+
+
 def make_search_strategy(population_size: int, genetic_num_iters: int, init_min_unmeasured: int):
     return ms.search_strategy.EvolutionarySearch(
         population_size=population_size,
@@ -408,9 +477,76 @@ def apply_database(fused: tvm.IRModule, target: tvm.target.Target, database) -> 
 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target):
-    """Compile a fused (and possibly scheduled) Relax module into a VM executable."""
-    with native_output_captured():
+    """Compile a fused (and possibly scheduled) Relax module into a VM executable.
+
+    CUDA targets get device code compiled now (nvcc -> fatbin with cubin + PTX for the
+    target's arch), not CUDA source left for a JIT on the deployment machine.
+    """
+    if target.kind.name == "cuda":
+        enable_cuda_device_codegen()
+    with target, native_output_captured():
         return tvm.compile(mod, target=target)
+
+
+_CUDA_READY = False
+
+
+def enable_cuda_device_codegen() -> None:
+    """Make TVM compile CUDA kernels with nvcc at build time, also on a machine without a GPU.
+
+    Workaround: TVM's CUDA runtime library (which registers the module factory that calls
+    nvcc) links libcuda.so.1, the driver. Without a driver it silently fails to load and the
+    codegen falls back to embedding CUDA C++ source. We satisfy that link with a stub libcuda
+    (every cu* symbol returns CUDA_ERROR_NO_DEVICE) loaded before TVM's CUDA runtime; a real
+    driver is used instead when present. Only compilation runs here; nothing launches.
+    """
+    global _CUDA_READY
+    if _CUDA_READY:
+        return
+    import ctypes
+    import shutil
+
+    import tvm_ffi
+
+    nvcc = shutil.which("nvcc") or next(
+        (p for p in ("/usr/local/cuda/bin/nvcc",) if os.path.exists(p)), None
+    )
+    if nvcc is None:
+        raise RuntimeError("compiling for CUDA needs nvcc (the CUDA toolkit) on PATH")
+    os.environ["PATH"] = os.path.dirname(nvcc) + os.pathsep + os.environ.get("PATH", "")
+    if tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is None:
+        try:
+            ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            ctypes.CDLL(_stub_libcuda(), mode=ctypes.RTLD_GLOBAL)
+        lib = os.path.join(os.path.dirname(tvm.__file__), "lib", "libtvm_runtime_cuda.so")
+        ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+    os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")  # no NVRTC in this environment
+    importlib.import_module("tvm.support.nvcc")  # registers tvm_callback_cuda_compile
+    _CUDA_READY = True
+
+
+def _stub_libcuda() -> str:
+    """Build (once, cached) a libcuda.so.1 that defines the cu* symbols TVM's runtime links."""
+    import subprocess
+
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tvmopt", "cuda-stub")
+    path = os.path.join(cache, "libcuda.so.1")
+    if os.path.exists(path):
+        return path
+    os.makedirs(cache, exist_ok=True)
+    runtime = os.path.join(os.path.dirname(tvm.__file__), "lib", "libtvm_runtime_cuda.so")
+    symbols = subprocess.run(["nm", "-D", "--undefined-only", runtime], check=True, capture_output=True, text=True)
+    names = sorted({ln.split()[-1] for ln in symbols.stdout.splitlines() if ln.split()[-1].startswith("cu")
+                    and "@" not in ln.split()[-1] and ln.split()[-1][2:3].isupper()})
+    source = os.path.join(cache, "stub.c")
+    with open(source, "w") as stream:
+        stream.write("/* tvmopt: stand-in for the CUDA driver at build time; 100 = CUDA_ERROR_NO_DEVICE */\n")
+        stream.writelines(f"int {name}(void) {{ return 100; }}\n" for name in names)
+    tmp = path + f".tmp{os.getpid()}"
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", tmp, source], check=True)
+    os.replace(tmp, path)
+    return path
 
 
 def export_library(executable, path: str, cross_compiler: str | None = None) -> None:

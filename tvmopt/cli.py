@@ -37,6 +37,23 @@ def _log_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", default="tuning_logs", help="root of the tuning logs (default: tuning_logs)")
 
 
+def _rpc_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help=what)
+    parser.add_argument("--rpc-key", metavar="KEY", help="device key the RPC servers registered with")
+
+
+def _rpc_device(args):
+    if not args.rpc_tracker:
+        if args.rpc_key:
+            from .remote import RemoteError
+
+            raise RemoteError("--rpc-key needs --rpc-tracker HOST:PORT")
+        return None
+    from .remote import RpcDevice
+
+    return RpcDevice.parse(args.rpc_tracker, args.rpc_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tvmopt",
@@ -79,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials-per-task", type=int, help="trials per task, counted across sessions (overrides the preset)")
     p.add_argument("--timeout", type=float, metavar="MIN", help="stop after MIN minutes (finished measurements are kept)")
     p.add_argument("--seed", type=int, help="random seed of the search")
+    _rpc_args(p, "measure candidates on devices registered with this TVM RPC tracker (cross targets)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tune)
 
@@ -100,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-outputs", metavar="FILE.npz", help="write the outputs to an .npz file")
     p.add_argument("--repeat", type=int, default=50, help="timed runs (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _rpc_args(p, "run on a device registered with this TVM RPC tracker and report its latency")
+    p.add_argument("--emulate", action="store_true",
+                   help="run an aarch64 artifact here under QEMU (correctness only: no latency is reported)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="tune -> compile -> run the bundled example model against ONNX Runtime",
@@ -174,11 +195,14 @@ def cmd_inspect(args) -> int:
 def cmd_tune(args) -> int:
     from .tuning import make_budget, tune
 
+    rpc = _rpc_device(args)
     model = _import(args)
     budget = make_budget(args.budget, trials=args.trials, trials_per_task=args.trials_per_task,
                          timeout_s=args.timeout * 60 if args.timeout else None)
-    print(f"tuning {model.name} for {args.target} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
-    log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress, seed=args.seed)
+    where = f"on {rpc}" if rpc else "on this machine"
+    print(f"tuning {model.name} for {args.target} {where} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
+    log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress,
+               seed=args.seed, rpc=rpc)
     _print_tuning(log)
     return 0
 
@@ -220,10 +244,18 @@ def cmd_compile(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
+    from .artifact import read_artifact
     from .errors import InputSpecError
-    from .runtime import load
+    from .runtime import Predictor, load
 
-    predictor = load(args.artifact)
+    rpc = _rpc_device(args)
+    if rpc or args.emulate:
+        # The artifact runs elsewhere: validate it here without loading its library.
+        predictor = Predictor.__new__(Predictor)
+        predictor.artifact = read_artifact(args.artifact)
+        predictor.inputs, predictor.outputs = predictor.artifact.inputs, predictor.artifact.outputs
+    else:
+        predictor = load(args.artifact)
     if args.inputs:
         try:
             with np.load(args.inputs) as data:
@@ -232,20 +264,36 @@ def cmd_run(args) -> int:
             raise InputSpecError(f"{args.inputs}: not a readable .npz file ({err})") from err
     else:
         feeds = predictor.random_inputs()
-    outputs = predictor(**feeds)
-    latency = predictor.benchmark(feeds, repeat=args.repeat)
+    arrays = predictor._bind((), feeds)
+    latency = None
+    if args.emulate:
+        from .emulation import run_emulated
+
+        outputs = run_emulated(predictor.artifact, arrays)
+        where = "aarch64 under QEMU emulation (correctness only; emulated time is not ARM speed)"
+    elif rpc:
+        from .remote import run_remote
+
+        outputs, latency = run_remote(predictor.artifact, rpc, arrays, repeat=args.repeat)
+        where = f"remote device {rpc}"
+    else:
+        outputs = predictor(*arrays)
+        latency = predictor.benchmark(feeds, repeat=args.repeat)
+        where = "this machine"
     if args.save_outputs:
         np.savez(args.save_outputs, **{s.name: o for s, o in zip(predictor.outputs, outputs)})
     if args.json:
         print(json.dumps({
-            "artifact": str(predictor.artifact.path), "median_ms": latency.median_ms, "p90_ms": latency.p90_ms,
-            "repeat": args.repeat, "outputs": [{"name": s.name, "shape": list(o.shape), "dtype": str(o.dtype)}
-                                               for s, o in zip(predictor.outputs, outputs)],
+            "artifact": str(predictor.artifact.path), "where": where,
+            "median_ms": latency.median_ms if latency else None, "p90_ms": latency.p90_ms if latency else None,
+            "repeat": args.repeat if latency else 0,
+            "outputs": [{"name": s.name, "shape": list(o.shape), "dtype": str(o.dtype)}
+                        for s, o in zip(predictor.outputs, outputs)],
         }, indent=2))
         return 0
     source = args.inputs or "random inputs"
-    print(f"{predictor.artifact.path} on {predictor.artifact.target_name} ({source}, {args.repeat} runs): "
-          f"median {latency.median_ms:.4f} ms, p90 {latency.p90_ms:.4f} ms")
+    timing = f": median {latency.median_ms:.4f} ms, p90 {latency.p90_ms:.4f} ms ({args.repeat} runs)" if latency else ""
+    print(f"{predictor.artifact.path} ({predictor.artifact.target_name}) on {where}, {source}{timing}")
     _table(("output", "shape", "dtype"), [(s.name, "x".join(map(str, o.shape)), o.dtype) for s, o in zip(predictor.outputs, outputs)])
     return 0
 

@@ -83,6 +83,8 @@ def compile(  # noqa: A001 - the pipeline's verb
     def write_library(path: str) -> None:
         _tvm.export_library(executable, path, spec.cross_compiler)
         manifest["build_s"] = round(time.monotonic() - started, 2)
+        if spec.device == "cuda":
+            manifest["device_code"] = _device_code(path, spec)
 
     return save_artifact(output, manifest, write_library)
 
@@ -99,6 +101,18 @@ def _records_for(fused, target, database: LogDatabase) -> tuple[list[dict], int]
         if best is not None:
             applied.append({"task": task.task_name, "best_us": round(best * 1e6, 3)})
     return applied, len(tasks)
+
+
+FATBIN_MAGIC = b"\x50\xed\x55\xba"  # NVIDIA fatbin header, little-endian 0xBA55ED50
+
+
+def _device_code(lib_path: str, spec: TargetSpec) -> dict:
+    """What GPU code the library embeds: compiled fatbin for the arch, or only CUDA source."""
+    data = Path(lib_path).read_bytes()
+    arch = str(spec.target.get("arch", ""))
+    if FATBIN_MAGIC in data and arch.encode() in data:
+        return {"format": "fatbin", "arch": arch}
+    raise CompileError(f"target {spec.name}: the library holds no compiled {arch} device code (nvcc did not run)")
 
 
 def _last_line(err: BaseException) -> str:

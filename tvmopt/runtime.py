@@ -182,7 +182,10 @@ def load(path: str | os.PathLike, *, check_compatibility: bool = True) -> Predic
     if check_compatibility:
         problem = compatibility_problem(artifact.manifest["target"].get("requires", {}), host_fingerprint())
         if problem:
-            raise ArtifactError(f"{artifact.path}: target {artifact.target_name}: {problem}")
+            hint = ""
+            if artifact.manifest["target"].get("requires", {}).get("arch") == "aarch64":
+                hint = " (run it on the device, via `tvmopt run --rpc-tracker ...`, or here with `tvmopt run --emulate`)"
+            raise ArtifactError(f"{artifact.path}: target {artifact.target_name}: {problem}{hint}")
         built_with = artifact.manifest["tvm_version"]
         if built_with != _tvm.TVM_VERSION:
             raise ArtifactError(

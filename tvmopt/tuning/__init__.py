@@ -21,7 +21,7 @@ from .._tvm import ms
 from ..errors import TuningError
 from ..model import Model
 from ..optimize import fused_module
-from ..targets import TargetSpec, get_target, host_fingerprint
+from ..targets import TargetSpec, compatibility_problem, get_target, host_fingerprint
 from .budget import PRESETS, Budget, make_budget
 from .database import LogDatabase
 from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, SessionProgress
@@ -63,11 +63,18 @@ def tune(
     log_root: str | os.PathLike = DEFAULT_LOG_ROOT,
     progress: bool = True,
     seed: int | None = None,
+    rpc=None,
 ) -> TuningLog:
-    """Tune every kernel of `model` for `target`; returns the session's TuningLog."""
+    """Tune every kernel of `model` for `target`; returns the session's TuningLog.
+
+    `rpc` (a tvmopt.remote.RpcDevice) measures candidates on devices of a TVM RPC tracker
+    instead of this machine; candidates are cross-compiled here.
+    """
     spec = target if isinstance(target, TargetSpec) else get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
-    _check_tunable(model, spec)
+    _check_tunable(model, spec, rpc)
+    if rpc is not None:
+        rpc.check_reachable()
     tvm_target = spec.tvm_target()
     _tvm.register_tensor_intrinsics(tvm_target)
 
@@ -100,6 +107,7 @@ def tune(
         budget=asdict(plan),
         machine=host_fingerprint(),
         tasks=summaries,
+        measured_on=str(rpc) if rpc is not None else "local",
     )
     session_path = new_session_path(log_dir, model.name)
     save_session(session_path, session)
@@ -119,8 +127,8 @@ def tune(
     progress_state.on_batch = checkpoint
     if todo:
         status = _run_metaschedule(
-            [extracted[i] for i in todo], [quotas[i] for i in todo], plan, tvm_target, database,
-            progress_state, started, seed,
+            [extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
+            progress_state, started, seed, rpc,
         )
     if bar is not None:
         bar.close()
@@ -143,7 +151,7 @@ def tune(
     )
 
 
-def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, started, seed) -> str:
+def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database, progress, started, seed, rpc) -> str:
     cores = max(1, len(os.sched_getaffinity(0)))
     work_dir = tempfile.mkdtemp(prefix="tvmopt-ms-")  # MetaSchedule's verbose per-task logs
     logging.getLogger("tvmopt.metaschedule").setLevel(logging.WARNING)
@@ -153,7 +161,11 @@ def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, s
         if database.has_workload(task.dispatched[0])
         for record in database.get_all_records_of(task.dispatched[0])
     }
-    builder = _tvm.PersistentBuilder(max_workers=cores, measured=measured)
+    builder = _tvm.PersistentBuilder(max_workers=cores, measured=measured, cross_compiler=spec.cross_compiler)
+    if rpc is not None:
+        runner = _tvm.make_rpc_runner(rpc.host, rpc.port, rpc.key, plan.number, plan.repeat, plan.min_repeat_ms)
+    else:
+        runner = _tvm.make_runner(plan.number, plan.repeat, plan.min_repeat_ms)
     try:
         strategy = _tvm.make_search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured)
         contexts = _tvm.tune_contexts(tasks, strategy, cores, seed)
@@ -167,7 +179,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, s
             max_trials_per_task=max(quotas),
             num_trials_per_iter=min(plan.batch_size, max(quotas)),
             builder=builder,
-            runner=_tvm.make_runner(plan.number, plan.repeat, plan.min_repeat_ms),
+            runner=runner,
             database=database,
             cost_model="xgb",
             measure_callbacks=[
@@ -184,7 +196,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, target, database, progress, s
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _check_tunable(model: Model, spec: TargetSpec) -> None:
+def _check_tunable(model: Model, spec: TargetSpec, rpc) -> None:
     dynamic = model.dynamic_dims()
     if dynamic:
         name, axis, dim = dynamic[0]
@@ -194,10 +206,22 @@ def _check_tunable(model: Model, spec: TargetSpec) -> None:
             f"model {model.name}: input '{name}' dim {axis} ('{dim}') is dynamic; tuning needs static "
             f"shapes: pass --input-shape {name}:{example} (one per dynamic input)"
         )
+    if rpc is not None:
+        return
     if spec.device == "cuda":
         problem = _gpu_missing()
         if problem:
-            raise TuningError(f"target {spec.name}: tuning measures on the GPU, but {problem}")
+            raise TuningError(
+                f"target {spec.name}: tuning measures on the GPU, but {problem}; tune on a GPU machine, "
+                "or through one registered with an RPC tracker (--rpc-tracker HOST:PORT --rpc-key KEY)"
+            )
+        return
+    problem = compatibility_problem(spec.requires, host_fingerprint())
+    if problem:
+        raise TuningError(
+            f"target {spec.name} cannot be measured on this machine ({problem}); tune on the device "
+            "through TVM's RPC tracker: --rpc-tracker HOST:PORT --rpc-key KEY"
+        )
 
 
 def _gpu_missing() -> str | None:

@@ -39,6 +39,7 @@ class SessionRecord:
     budget: dict
     machine: dict
     tasks: list[TaskSummary]
+    measured_on: str = "local"  # or the RPC device, KEY@TRACKER_HOST:PORT
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     status: str = "running"  # running | finished | timeout ; "running" with a dead pid = killed
     pid: int = field(default_factory=os.getpid)
