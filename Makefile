@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow aarch64-env clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
+
+# Cross toolchain + QEMU + an aarch64 root with TVM's runtime (cached in ~/.cache/tvmopt).
+aarch64-env: venv
+	PYTHON=$(BIN)/python scripts/aarch64_env.sh
 
 clean:
 	rm -rf artifacts examples/*.onnx .pytest_cache

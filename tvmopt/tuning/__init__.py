@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import _tvm
 from .._tvm import ms
@@ -26,6 +27,9 @@ from .budget import PRESETS, Budget, make_budget
 from .database import LogDatabase
 from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, SessionProgress
 from .session import SessionRecord, TaskSummary, new_session_path, save_session
+
+if TYPE_CHECKING:
+    from ..remote import RpcDevice
 
 DEFAULT_LOG_ROOT = "tuning_logs"
 
@@ -47,9 +51,6 @@ class TuningLog:
     untuned_tasks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def summary_rows(self) -> list[dict]:
-        return [asdict(t) | {"gflops": t.gflops} for t in self.tasks]
-
 
 def log_dir_for(target: TargetSpec, log_root: str | os.PathLike = DEFAULT_LOG_ROOT) -> Path:
     return Path(log_root) / target.log_name
@@ -63,7 +64,7 @@ def tune(
     log_root: str | os.PathLike = DEFAULT_LOG_ROOT,
     progress: bool = True,
     seed: int | None = None,
-    rpc=None,
+    rpc: RpcDevice | None = None,
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
@@ -126,10 +127,15 @@ def tune(
 
     progress_state.on_batch = checkpoint
     if todo:
-        status = _run_metaschedule(
-            [extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
-            progress_state, started, seed, rpc,
-        )
+        try:
+            status = _run_metaschedule(
+                [extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
+                progress_state, started, seed, rpc,
+            )
+        except KeyboardInterrupt:
+            session.status = "interrupted"  # every finished batch is already in the log
+            checkpoint()
+            raise
     if bar is not None:
         bar.close()
     for summary, task in zip(summaries, extracted):

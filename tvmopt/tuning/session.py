@@ -41,7 +41,7 @@ class SessionRecord:
     tasks: list[TaskSummary]
     measured_on: str = "local"  # or the RPC device, KEY@TRACKER_HOST:PORT
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    status: str = "running"  # running | finished | timeout ; "running" with a dead pid = killed
+    status: str = "running"  # running | finished | timeout | interrupted; "running" + dead pid = killed
     pid: int = field(default_factory=os.getpid)
     wall_s: float = 0.0
     trials_run: int = 0
