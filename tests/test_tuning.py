@@ -176,3 +176,28 @@ def test_timeout_stops_the_session_and_keeps_its_records(cnn_onnx, tmp_path):
     assert 0 < log.trials_run < 50 * len(log.tasks)
     assert len(record_lines(log.log_dir)) == log.trials_run
     assert json.loads(log.session_path.read_text())["status"] == "timeout"
+
+
+def test_embedding_lookup_kernels_get_valid_records(tmp_path):
+    """Gather/take kernels used to crash the measuring process (random out-of-bounds indices)."""
+    import torch
+    from models import export_onnx
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Embedding(50, 16)
+            self.head = torch.nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.head(self.table(ids)).mean(dim=1)
+
+    torch.manual_seed(0)
+    path = export_onnx(Embed().eval(), (torch.randint(0, 50, (1, 8)),), tmp_path / "embed.onnx", ["ids"], ["y"])
+    model = tvmopt.import_model(path)
+    log = tvmopt.tune(model, "host", budget="smoke", log_root=tmp_path, progress=False)
+    assert any("take" in t.name for t in log.tasks)
+    assert not log.untuned_tasks
+    predictor = tvmopt.load(tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path).path)
+    ids = np.random.default_rng(0).integers(0, 50, (1, 8)).astype("int64")
+    np.testing.assert_allclose(predictor(ids)[0], ort_run(path, {"ids": ids})[0], atol=1e-4, rtol=1e-4)

@@ -393,31 +393,44 @@ def make_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float
     config = ms.runner.EvaluatorConfig(
         number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=False
     )
-    return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=config)
+    return ms.runner.LocalRunner(
+        timeout_sec=timeout_sec, evaluator_config=config, f_alloc_argument=_alloc_arguments_local
+    )
 
 
-def _alloc_arguments_from_host(session, device, args_info, alloc_repeat: int) -> list:
-    """Fill candidate inputs with host-side random data copied to the device.
+def _fill_for_measure(tensor) -> None:
+    """Random floats; integers 0/1, because integer inputs are often indices.
 
-    Workaround: RPCRunner's default asks the device for tvm.contrib.random, which lives in
-    TVM's compiler library; a runtime-only device (a Pi, our emulated root) has no such thing.
+    Workaround: MetaSchedule fills int tensors with arbitrary random values; for gather/take
+    kernels (every embedding lookup) those indices are out of bounds, the measuring process
+    segfaults, and the task ends with no valid record at all.
     """
     import numpy as np
 
+    dtype = np.dtype(str(tensor.dtype))
+    shape = tuple(int(d) for d in tensor.shape)
+    rng = np.random.default_rng(0)
+    if dtype.kind == "f":
+        data = rng.standard_normal(shape).astype(dtype)
+    else:
+        data = rng.integers(0, 2, shape).astype(dtype)
+    tensor.copyfrom(data)
+
+
+def _alloc_arguments_local(device, args_info, alloc_repeat: int) -> list:
     from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
 
-    rng = np.random.default_rng(0)
+    return alloc_argument_common(_fill_for_measure, device, args_info, alloc_repeat)
 
-    def fill(tensor) -> None:
-        dtype = np.dtype(str(tensor.dtype))
-        shape = tuple(int(d) for d in tensor.shape)
-        if dtype.kind == "f":
-            data = rng.standard_normal(shape).astype(dtype)
-        else:
-            data = rng.integers(0, 2, shape).astype(dtype)
-        tensor.copyfrom(data)
 
-    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+def _alloc_arguments_from_host(session, device, args_info, alloc_repeat: int) -> list:
+    """Fill candidate inputs with host-side data copied to the device.
+
+    Workaround (besides the index problem above): RPCRunner's default asks the device for
+    tvm.contrib.random, which lives in TVM's compiler library; a runtime-only device (a Pi,
+    our emulated root) has none.
+    """
+    return _alloc_arguments_local(device, args_info, alloc_repeat)
 
 
 def make_rpc_runner(host: str, port: int, key: str, number: int, repeat: int, min_repeat_ms: int,
