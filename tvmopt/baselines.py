@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -21,11 +20,3 @@ class OrtSession:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, feeds)
-
-    def time_ms(self, feeds: dict[str, np.ndarray], repeat: int) -> list[float]:
-        runs = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            self.session.run(None, feeds)
-            runs.append((time.perf_counter() - start) * 1e3)
-        return runs

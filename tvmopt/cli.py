@@ -55,6 +55,8 @@ def _rpc_device(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .zoo import ZOO  # names only; torch is imported when a zoo model is built
+
     parser = argparse.ArgumentParser(
         prog="tvmopt",
         description="Tune, compile and deploy ONNX / PyTorch models with Apache TVM (Relax + MetaSchedule).",
@@ -122,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emulate", action="store_true",
                    help="run an aarch64 artifact here under QEMU (correctness only: no latency is reported)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "bench", help="TVM untuned/tuned vs ONNX Runtime and PyTorch, measured in one run",
+        description="Benchmark a zoo model (" + ", ".join(ZOO) + ") or any ONNX file on this "
+                    "machine: TVM untuned, TVM with the best records in the log, ONNX Runtime (same thread count), "
+                    "and for zoo models PyTorch eager and torch.compile. Interleaved rounds, medians, ratio to "
+                    "ONNX Runtime, max abs difference of outputs.",
+    )
+    p.add_argument("model", help="zoo name or ONNX file")
+    _target_arg(p)
+    _log_arg(p)
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    p.add_argument("--runs", type=int, default=10, help="calls per contender per round (default 10)")
+    p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="tune -> compile -> run the bundled example model against ONNX Runtime",
                        description="The whole path on a small bundled CNN (or --model): untuned, tuned and "
@@ -295,6 +313,15 @@ def cmd_run(args) -> int:
     timing = f": median {latency.median_ms:.4f} ms, p90 {latency.p90_ms:.4f} ms ({args.repeat} runs)" if latency else ""
     print(f"{predictor.artifact.path} ({predictor.artifact.target_name}) on {where}, {source}{timing}")
     _table(("output", "shape", "dtype"), [(s.name, "x".join(map(str, o.shape)), o.dtype) for s, o in zip(predictor.outputs, outputs)])
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench, format_table
+
+    report = bench(args.model, args.target, log_root=args.log_dir, rounds=args.rounds, runs=args.runs,
+                   torch_compile=not args.no_torch_compile)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 
 

@@ -6,13 +6,13 @@ interleaved timing loop over untuned TVM, tuned TVM and ONNX Runtime, reporting 
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .baselines import OrtSession
+from .bench import interleaved_medians
 from .compiler import compile as compile_model
 from .examples import EXAMPLE_PATH, write_small_cnn
 from .frontends import import_model
@@ -52,12 +52,11 @@ def run_demo(
         name: max(float(np.max(np.abs(a - b))) for a, b in zip(pred(**feeds), reference))
         for name, pred in (("tvm-untuned", untuned), ("tvm-tuned", tuned))
     }
-    times: dict[str, list[float]] = {"tvm-untuned": [], "tvm-tuned": [], "onnxruntime": []}
-    for _ in range(rounds):
-        times["tvm-untuned"].append(untuned.benchmark(feeds, repeat=10, warmup=1).median_ms)
-        times["tvm-tuned"].append(tuned.benchmark(feeds, repeat=10, warmup=1).median_ms)
-        times["onnxruntime"].append(statistics.median(ort.time_ms(feeds, 10)))
-    medians = {k: statistics.median(v) for k, v in times.items()}
+    medians = interleaved_medians(
+        {"tvm-untuned": untuned.bound_call(feeds), "tvm-tuned": tuned.bound_call(feeds),
+         "onnxruntime": lambda: ort(feeds)},
+        rounds=rounds, runs=10,
+    )
     ort_ms = medians["onnxruntime"]
     print(f"\nmodel {model.name} on {log.target} (random inputs, medians of {rounds} interleaved rounds)")
     print(f"{'':14}{'median ms':>11}{'vs ORT':>9}{'max |diff| vs ORT':>20}")

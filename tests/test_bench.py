@@ -1,0 +1,41 @@
+"""`tvmopt bench`: one run, interleaved, every contender checked against ONNX Runtime's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import tvmopt
+from conftest import run_cli
+
+
+def _by_name(report: dict) -> dict:
+    return {r["name"]: r for r in report["results"]}
+
+
+def test_bench_zoo_model_json_report(tmp_path):
+    proc = run_cli("bench", "mlp", "--log-dir", str(tmp_path / "logs"), "--rounds", "2", "--runs", "3",
+                   "--no-torch-compile", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    results = _by_name(report)
+    assert set(results) == {"tvm-untuned", "tvm-tuned", "onnxruntime", "torch"}
+    assert results["onnxruntime"]["ratio_to_onnxruntime"] == 1.0
+    assert results["tvm-tuned"]["median_ms"] is None and "tvmopt tune" in results["tvm-tuned"]["note"]
+    for name in ("tvm-untuned", "onnxruntime", "torch"):
+        r = results[name]
+        assert r["median_ms"] > 0 and r["max_abs_diff"] < 1e-4, r
+        assert abs(r["ratio_to_onnxruntime"] - r["median_ms"] / results["onnxruntime"]["median_ms"]) < 1e-2
+    assert report["machine"]["cores"] >= 1 and report["machine"]["threads"] >= 1
+
+
+def test_bench_onnx_file_uses_the_log(cnn_onnx, tmp_path):
+    model = tvmopt.import_model(cnn_onnx)
+    tvmopt.tune(model, "host", budget="smoke", log_root=tmp_path, progress=False)
+    proc = run_cli("bench", str(cnn_onnx), "--log-dir", str(tmp_path), "--rounds", "2", "--runs", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = _by_name(json.loads(proc.stdout))
+    assert set(results) == {"tvm-untuned", "tvm-tuned", "onnxruntime"}  # no torch for a plain ONNX file
+    tuned = results["tvm-tuned"]
+    assert tuned["median_ms"] > 0 and tuned["max_abs_diff"] < 1e-4 and "kernels tuned" in tuned["note"]
+    table = run_cli("bench", str(cnn_onnx), "--log-dir", str(tmp_path), "--rounds", "1", "--runs", "2")
+    assert "vs ORT" in table.stdout and "tvm-tuned" in table.stdout
