@@ -288,6 +288,7 @@ ALREADY_MEASURED = "tvmopt: already measured in the log, not built again"
 
 
 def scheduled_module_hash(mod: tvm.IRModule) -> int:
+    """Structural hash of a (scheduled or not) TIR module."""
     import tvm_ffi
 
     return int(tvm_ffi.structural_hash(mod))
@@ -577,8 +578,13 @@ def export_library(executable, path: str, cross_compiler: str | None = None) -> 
 
 def load_vm(lib_path: str, device_type: str = "cpu", device_id: int = 0):
     """Load an exported library into a Relax VM; runtime-only API (no compiler needed)."""
-    from tvm.runtime.vm import VirtualMachine
-
     device = tvm.runtime.device(device_type, device_id)
     lib = tvm.runtime.load_module(lib_path)
-    return lib, device, VirtualMachine(lib, device)
+    return lib, device, new_vm(lib, device)
+
+
+def new_vm(lib, device):
+    """Another VM over an already loaded library (one per thread: a VM is not thread-safe)."""
+    from tvm.runtime.vm import VirtualMachine
+
+    return VirtualMachine(lib, device)

@@ -123,9 +123,7 @@ class Predictor:
     def _vm(self):
         vm = getattr(self._local, "vm", None)
         if vm is None:
-            from tvm.runtime.vm import VirtualMachine
-
-            vm = self._local.vm = VirtualMachine(self._lib, self.device)
+            vm = self._local.vm = _tvm.new_vm(self._lib, self.device)
         return vm
 
     def _tensor(self, array: np.ndarray):

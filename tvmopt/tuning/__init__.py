@@ -262,9 +262,7 @@ def _us(seconds: float | None) -> float | None:
 
 
 def _workload_hash(mod) -> str:
-    import tvm_ffi
-
-    return f"{tvm_ffi.structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
+    return f"{_tvm.scheduled_module_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _progress_bar(total: int, plan: Budget, model: str, target: str):
