@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("logs", help="look into tuning logs: show, validate",
+                       description="`logs show LOG`: workloads (task, trials, best latency, GFLOP/s), sessions and "
+                                   "machines of one target's log (e.g. tuning_logs/host-znver4-2c). `logs validate LOG`: "
+                                   "line counts and every corrupt or unreadable line (skipped, never fatal).")
+    p.add_argument("action", choices=["show", "validate"])
+    p.add_argument("log", help="a target's log directory, e.g. tuning_logs/x86-avx512")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_logs)
+
     p = sub.add_parser("demo", help="tune -> compile -> run the bundled example model against ONNX Runtime",
                        description="The whole path on a small bundled CNN (or --model): untuned, tuned and "
                                    "ONNX Runtime latency, and the max abs difference to ONNX Runtime.")
@@ -322,6 +331,43 @@ def cmd_bench(args) -> int:
     report = bench(args.model, args.target, log_root=args.log_dir, rounds=args.rounds, runs=args.runs,
                    torch_compile=not args.no_torch_compile)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from dataclasses import asdict
+
+    from . import logs
+
+    if args.action == "validate":
+        report = logs.validate(args.log)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"{report['log']}: {report['workload_lines']} workload lines, {report['record_lines']} record lines, "
+                  f"{report['records_loaded']} records loaded")
+            for problem in report["problems"]:
+                print(f"problem: {problem}")
+            print("ok" if not report["problems"] else f"{len(report['problems'])} problem(s); the rest is usable")
+        return 0 if not report["problems"] else 1
+    report = logs.show(args.log)
+    if args.json:
+        print(json.dumps(report | {"workloads": [asdict(w) | {"gflops": w.gflops} for w in report["workloads"]]},
+                         indent=2, default=str))
+        return 0
+    _table(("task", "workload", "MFLOP", "trials", "valid", "best us", "GFLOP/s"),
+           [(w.name, w.workload_hash, f"{w.flops / 1e6:.3f}", w.trials, w.valid_trials,
+             f"{w.best_us:.2f}" if w.best_us else "NO RECORD", f"{w.gflops:.1f}" if w.gflops else "-")
+            for w in report["workloads"]])
+    print(f"\nsessions ({len(report['sessions'])}):")
+    _table(("started", "model", "status", "new trials", "wall s", "measured on"),
+           [(s.get("started", "?"), s.get("model", "?"), s.get("status", "?"), s.get("trials_run", "?"),
+             s.get("wall_s", "?"), s.get("measured_on", "local")) for s in report["sessions"]])
+    for machine in report["machines"]:
+        print(f"machine: {machine.get('cpu_model')} ({machine.get('llvm_cpu')}, {machine.get('cores')} cores), "
+              f"TVM {machine.get('tvm_version')}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -211,6 +211,10 @@ class LogDatabase(ms.database.PyDatabase):
         workload = self._mem.commit_workload(mod)
         return [r for r in self._mem.get_all_tuning_records() if r.workload.same_as(workload)]
 
+    def workload_modules(self) -> list[tvm.IRModule]:
+        """The distinct workloads in the log, in the order they were first logged."""
+        return [workload.mod for _, workload in self._canonical]
+
     @property
     def num_workloads(self) -> int:
         return len(self._canonical)
