@@ -21,24 +21,21 @@ def cnn_onnx(tmp_path_factory) -> Path:
     return write_small_cnn(tmp_path_factory.mktemp("models") / "small_cnn.onnx")
 
 
+def _export(factory_name: str, file_name: str, tmp_path_factory) -> Path:
+    import models
+
+    module, example = getattr(models, factory_name)()
+    return models.export_onnx(module, example, tmp_path_factory.mktemp("models") / file_name, ["x"], ["y"])
+
+
 @pytest.fixture(scope="session")
 def mlp_onnx(tmp_path_factory) -> Path:
-    from models import export_onnx, mlp
-
-    module, example = mlp()
-    path = tmp_path_factory.mktemp("models") / "mlp.onnx"
-    export_onnx(module, example, path, ["x"], ["y"])
-    return path
+    return _export("mlp", "mlp.onnx", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def transformer_onnx(tmp_path_factory) -> Path:
-    from models import export_onnx, tiny_transformer
-
-    module, example = tiny_transformer()
-    path = tmp_path_factory.mktemp("models") / "transformer.onnx"
-    export_onnx(module, example, path, ["x"], ["y"])
-    return path
+    return _export("tiny_transformer", "transformer.onnx", tmp_path_factory)
 
 
 def ort_run(path, feeds):

@@ -294,6 +294,11 @@ def scheduled_module_hash(mod: tvm.IRModule) -> int:
     return int(tvm_ffi.structural_hash(mod))
 
 
+def workload_hash(mod: tvm.IRModule) -> str:
+    """Printable 64-bit structural hash: how session records and `logs show` name a workload."""
+    return f"{scheduled_module_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 def record_module_hash(record) -> int:
     """Hash of the scheduled module a tuning record stands for (its trace replayed)."""
     sch = tvm.s_tir.Schedule(record.workload.mod)

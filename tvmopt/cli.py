@@ -273,16 +273,13 @@ def cmd_run(args) -> int:
 
     from .artifact import read_artifact
     from .errors import InputSpecError
-    from .runtime import Predictor, load
+    from .runtime import bind_inputs, load, random_inputs
 
     rpc = _rpc_device(args)
-    if rpc or args.emulate:
-        # The artifact runs elsewhere: validate it here without loading its library.
-        predictor = Predictor.__new__(Predictor)
-        predictor.artifact = read_artifact(args.artifact)
-        predictor.inputs, predictor.outputs = predictor.artifact.inputs, predictor.artifact.outputs
-    else:
-        predictor = load(args.artifact)
+    # Run elsewhere (emulated, remote): validate the artifact here without loading its library.
+    artifact = read_artifact(args.artifact) if (rpc or args.emulate) else None
+    predictor = None if artifact else load(args.artifact)
+    artifact = artifact or predictor.artifact
     if args.inputs:
         try:
             with np.load(args.inputs) as data:
@@ -290,38 +287,38 @@ def cmd_run(args) -> int:
         except (OSError, ValueError) as err:
             raise InputSpecError(f"{args.inputs}: not a readable .npz file ({err})") from err
     else:
-        feeds = predictor.random_inputs()
-    arrays = predictor._bind((), feeds)
+        feeds = random_inputs(artifact.inputs)
+    arrays = bind_inputs(artifact.inputs, (), feeds)
     latency = None
     if args.emulate:
         from .emulation import run_emulated
 
-        outputs = run_emulated(predictor.artifact, arrays)
+        outputs = run_emulated(artifact, arrays)
         where = "aarch64 under QEMU emulation (correctness only; emulated time is not ARM speed)"
     elif rpc:
         from .remote import run_remote
 
-        outputs, latency = run_remote(predictor.artifact, rpc, arrays, repeat=args.repeat)
+        outputs, latency = run_remote(artifact, rpc, arrays, repeat=args.repeat)
         where = f"remote device {rpc}"
     else:
         outputs = predictor(*arrays)
         latency = predictor.benchmark(feeds, repeat=args.repeat)
         where = "this machine"
     if args.save_outputs:
-        np.savez(args.save_outputs, **{s.name: o for s, o in zip(predictor.outputs, outputs)})
+        np.savez(args.save_outputs, **{s.name: o for s, o in zip(artifact.outputs, outputs)})
     if args.json:
         print(json.dumps({
-            "artifact": str(predictor.artifact.path), "where": where,
+            "artifact": str(artifact.path), "where": where,
             "median_ms": latency.median_ms if latency else None, "p90_ms": latency.p90_ms if latency else None,
             "repeat": args.repeat if latency else 0,
             "outputs": [{"name": s.name, "shape": list(o.shape), "dtype": str(o.dtype)}
-                        for s, o in zip(predictor.outputs, outputs)],
+                        for s, o in zip(artifact.outputs, outputs)],
         }, indent=2))
         return 0
     source = args.inputs or "random inputs"
     timing = f": median {latency.median_ms:.4f} ms, p90 {latency.p90_ms:.4f} ms ({args.repeat} runs)" if latency else ""
-    print(f"{predictor.artifact.path} ({predictor.artifact.target_name}) on {where}, {source}{timing}")
-    _table(("output", "shape", "dtype"), [(s.name, "x".join(map(str, o.shape)), o.dtype) for s, o in zip(predictor.outputs, outputs)])
+    print(f"{artifact.path} ({artifact.target_name}) on {where}, {source}{timing}")
+    _table(("output", "shape", "dtype"), [(s.name, "x".join(map(str, o.shape)), o.dtype) for s, o in zip(artifact.outputs, outputs)])
     return 0
 
 

@@ -50,7 +50,7 @@ def show(log_dir: str | Path) -> dict:
     names = {t["workload_hash"]: t["name"] for s in runs for t in s.get("tasks", [])}
     rows = []
     for mod in database.workload_modules():
-        digest = f"{_tvm.scheduled_module_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
+        digest = _tvm.workload_hash(mod)
         best = database.best_seconds(mod)
         rows.append(WorkloadRow(names.get(digest, "?"), digest, _tvm.estimate_flops(mod), database.trials_for(mod),
                                 database.valid_trials_for(mod), round(best * 1e6, 3) if best else None))

@@ -89,7 +89,7 @@ def tune(
     summaries = [
         TaskSummary(
             name=t.task_name,
-            workload_hash=_workload_hash(t.dispatched[0]),
+            workload_hash=_tvm.workload_hash(t.dispatched[0]),
             weight=int(t.weight),
             flops=_tvm.estimate_flops(t.dispatched[0]),
             trials_before=database.trials_for(t.dispatched[0]),
@@ -259,10 +259,6 @@ def _estimate(tasks: list[TaskSummary]) -> float | None:
 
 def _us(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e6, 3)
-
-
-def _workload_hash(mod) -> str:
-    return f"{_tvm.scheduled_module_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _progress_bar(total: int, plan: Budget, model: str, target: str):
