@@ -394,6 +394,75 @@ def tune_contexts(tasks: list, strategy, num_threads: int, seed: int | None) -> 
     ]
 
 
+def warm_cost_model(sources: list, target: tvm.target.Target, num_threads: int,
+                    per_workload: int = 24, limit: int = 800):
+    """An XGBoost cost model trained on records already measured (other models, other targets).
+
+    Stock MetaSchedule starts every session with an empty model that predicts random scores for
+    its first 100 samples (XGBModel.num_warmup_samples), so the first batches of each task are
+    picked blind. Here each source workload's records (its best ones plus an even spread of the
+    rest, so the model sees both good and bad schedules) are replayed into candidates, their
+    features extracted as the cost model would, grouped per workload (labels are min cost/cost
+    within a workload, as XGBModel.update does), and the model is trained once (training time
+    grows with the samples, hence the caps). Returns (model, records used).
+    """
+    import numpy as np
+    from tvm.s_tir.meta_schedule.cost_model.xgb_model import FeatureGroup
+    from tvm.s_tir.meta_schedule.utils import shash2hex
+
+    model = ms.cost_model.XGBModel(num_tuning_cores=num_threads, adaptive_training=True)
+    used = 0
+    for database in sources:
+        for mod in database.workload_modules():
+            if used >= limit:
+                continue
+            records = [r for r in database.get_all_records_of(mod) if _finite(r.run_secs)]
+            if len(records) < 2:
+                continue
+            records.sort(key=lambda r: _median(r.run_secs))
+            keep = records[: per_workload // 2]
+            rest = records[per_workload // 2:]
+            step = max(1, len(rest) // max(1, per_workload - len(keep)))
+            keep += rest[::step][: per_workload - len(keep)]
+            context = ms.TuneContext(mod=mod, target=target, task_name="transfer", num_threads=num_threads)
+            candidates, costs = [], []
+            for record in keep:
+                try:
+                    sch = tvm.s_tir.Schedule(mod)
+                    record.trace.apply_to_schedule(sch, remove_postproc=False)
+                except Exception:  # noqa: BLE001 - a trace from another TVM build may not replay
+                    continue
+                candidates.append(ms.MeasureCandidate(sch, record.args_info))
+                costs.append(_median(record.run_secs))
+            if len(candidates) < 2:
+                continue
+            features = [f.numpy().astype("float32") for f in model.extractor.extract_from(context, candidates)]
+            pairs = [(f, c) for f, c in zip(features, costs) if len(f)]
+            if not pairs:
+                continue
+            group_hash = shash2hex(mod)
+            model.data[group_hash] = FeatureGroup(group_hash, [f for f, _ in pairs],
+                                                  np.array([c for _, c in pairs], dtype="float32"))
+            model.data_size += len(pairs)
+            used += len(pairs)
+    if model.data_size:
+        xs = [f for group in model.data.values() for f in group.features]
+        ys = np.concatenate([group.min_cost / group.costs for group in model.data.values()])
+        model._train(xs=xs, ys=ys)  # noqa: SLF001 - XGBModel.update's step 5, once for all groups
+        model.last_train_size = model.data_size
+    return model, used
+
+
+def _finite(run_secs) -> bool:
+    secs = [float(s) for s in (run_secs or [])]
+    return bool(secs) and max(secs) < 1e9
+
+
+def _median(run_secs) -> float:
+    secs = sorted(float(s) for s in run_secs)
+    return secs[len(secs) // 2]
+
+
 def make_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float = 30.0):
     """MetaSchedule's LocalRunner (its worker pool already persists across batches)."""
     config = ms.runner.EvaluatorConfig(
@@ -593,3 +662,54 @@ def new_vm(lib, device):
     from tvm.runtime.vm import VirtualMachine
 
     return VirtualMachine(lib, device)
+
+
+# ---- logs compare / cross-apply
+
+
+def apply_record(record, mod: tvm.IRModule) -> tvm.IRModule:
+    """The scheduled module `record`'s trace makes of workload `mod` (which may come from another log)."""
+    sch = tvm.s_tir.Schedule(mod)
+    record.trace.apply_to_schedule(sch, remove_postproc=False)
+    return sch.mod
+
+
+def measure_scheduled(mods: list, target: tvm.target.Target, device_type: str = "cpu", number: int = 3,
+                      repeat: int = 3, min_repeat_ms: int = 20) -> list[tuple[float | None, str | None]]:
+    """Build scheduled TIR modules for `target` and time each on this machine, as tuning does.
+
+    Returns (median seconds, None) or (None, one-line error) per module. Uses the tuning session's
+    builder and runner, so numbers match the log's; identical modules are built and timed once
+    (the builder would report a repeat as already measured).
+    """
+    import shutil
+
+    unique = {scheduled_module_hash(mod): mod for mod in mods}
+    if len(unique) < len(mods):
+        timed = dict(zip(unique, measure_scheduled(list(unique.values()), target, device_type, number, repeat,
+                                                   min_repeat_ms)))
+        return [timed[scheduled_module_hash(mod)] for mod in mods]
+    builder = PersistentBuilder(max_workers=max(1, min(len(mods), len(os.sched_getaffinity(0)))),
+                                measured=set(), cross_compiler=None)
+    runner = make_runner(number, repeat, min_repeat_ms)
+    results: list[tuple[float | None, str | None]] = [(None, "not built")] * len(mods)
+    try:
+        built = builder.build([ms.builder.BuilderInput(mod, target) for mod in mods])
+        todo = []
+        for index, (mod, res) in enumerate(zip(mods, built)):
+            if res.error_msg:
+                results[index] = (None, "build failed: " + _last_line(RuntimeError(str(res.error_msg))))
+            else:
+                args = ms.arg_info.ArgInfo.from_entry_func(mod, remove_preproc=True)
+                todo.append((index, str(res.artifact_path), ms.runner.RunnerInput(str(res.artifact_path), device_type, args)))
+        futures = runner.run([inp for _, _, inp in todo]) if todo else []
+        for (index, path, _), future in zip(todo, futures):
+            res = future.result()
+            if res.error_msg or not res.run_secs:
+                results[index] = (None, "run failed: " + _last_line(RuntimeError(str(res.error_msg))))
+            else:
+                results[index] = (_median(res.run_secs), None)
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    finally:
+        builder.shutdown()
+    return results

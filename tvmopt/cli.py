@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials-per-task", type=int, help="trials per task, counted across sessions (overrides the preset)")
     p.add_argument("--timeout", type=float, metavar="MIN", help="stop after MIN minutes (finished measurements are kept)")
     p.add_argument("--seed", type=int, help="random seed of the search")
+    p.add_argument("--transfer-from", action="append", default=[], metavar="LOG",
+                   help="warm-start the XGBoost cost model from this tuning log (another model or target, "
+                        "e.g. tuning_logs/x86-avx512); repeatable")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the final check: compile with the log and compare the measured model latency "
+                        "with the session's estimate")
     _rpc_args(p, "measure candidates on devices registered with this TVM RPC tracker (cross targets)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tune)
@@ -141,14 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("logs", help="look into tuning logs: show, validate",
-                       description="`logs show LOG`: workloads (task, trials, best latency, GFLOP/s), sessions and "
-                                   "machines of one target's log (e.g. tuning_logs/host-znver4-2c). `logs validate LOG`: "
-                                   "line counts and every corrupt or unreadable line (skipped, never fatal).")
-    p.add_argument("action", choices=["show", "validate"])
-    p.add_argument("log", help="a target's log directory, e.g. tuning_logs/x86-avx512")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("logs", help="tuning logs: show, validate, compare, merge, prune, export, import",
+                       description="Look into and maintain tuning logs (one directory per target under tuning_logs/, "
+                                   "e.g. tuning_logs/x86-avx512). `tvmopt logs ACTION --help` for each action.")
+    _logs_parser(p)
 
     p = sub.add_parser("demo", help="tune -> compile -> run the bundled example model against ONNX Runtime",
                        description="The whole path on a small bundled CNN (or --model): untuned, tuned and "
@@ -162,6 +164,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="artifacts/demo", help="artifact directory (default artifacts/demo)")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _logs_parser(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    log_help = "a target's log directory, e.g. tuning_logs/x86-avx512"
+    a = actions.add_parser("show", help="workloads, trials, best latency, GFLOP/s, sessions and machines of a log",
+                           description="Workloads (task, trials, best latency, GFLOP/s), sessions and machines of "
+                                       "one target's log (e.g. tuning_logs/host-znver4-2c).")
+    a.add_argument("log", metavar="LOG", help=log_help)
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser("validate", help="line counts and every corrupt or unreadable line",
+                           description="Line counts and every corrupt or unreadable line (skipped, never fatal); "
+                                       "exit code 1 when there are problems.")
+    a.add_argument("log", metavar="LOG", help=log_help)
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser(
+        "compare", help="compare logs of several targets or machines, workload by workload",
+        description="Match workloads across two or more logs (by structural hash) and show each log's best latency, "
+                    "GFLOP/s, trials and ratio to the first log, the estimated latency of every model tuned in all of "
+                    "them, and which workloads only some logs have. --cross-apply also builds the first log's best "
+                    "schedules for each other log's target and times them here against that log's own best "
+                    "(the targets must run on this machine).")
+    a.add_argument("logs", nargs="+", metavar="LOG", help="two or more log directories; ratios are to the first")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
+    a.add_argument("--cross-apply", action="store_true",
+                   help="time the first log's best schedules on the other logs' targets (builds and runs here)")
+    a = actions.add_parser("merge", help="add the records of logs into another log (duplicates skipped)",
+                           description="Add every record of the SRC logs to DEST (created if missing); a record "
+                                       "already in DEST is skipped. Safe while DEST is being tuned.")
+    a.add_argument("sources", nargs="+", metavar="SRC", help="log directories to read")
+    a.add_argument("--into", required=True, metavar="DEST", help="log directory to add the records to")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser("prune", help="keep only the K best valid records per workload",
+                           description="Keep the K fastest valid records of each workload; failed candidates are "
+                                       "dropped. Writes a new log with -o, else replaces LOG atomically (refused "
+                                       "while a tuning session is running on it).")
+    a.add_argument("log", metavar="LOG", help=log_help)
+    a.add_argument("--top-k", type=int, required=True, metavar="K", help="records to keep per workload")
+    a.add_argument("-o", "--output", metavar="OUT", help="write the pruned log here instead of in place")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser("export", help="write a log as one portable file",
+                           description="Write one target's log (workloads, all records, session records) as one "
+                                       "JSON file (format tvmopt-log/1) to copy to another machine.")
+    a.add_argument("log", metavar="LOG", help=log_help)
+    a.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, e.g. x86-avx512.tvmlog.json")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser("import", help="merge an exported file into the logs",
+                           description="Merge a file written by `logs export` into LOG_DIR/<its target> (created if "
+                                       "missing); records already there are skipped.")
+    a.add_argument("file", metavar="FILE", help="file written by `tvmopt logs export`")
+    _log_arg(a)
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_logs)
 
 
 # ------------------------------------------------------------------------------- commands
@@ -229,8 +285,14 @@ def cmd_tune(args) -> int:
     where = f"on {rpc}" if rpc else "on this machine"
     print(f"tuning {model.name} for {args.target} {where} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
     log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress,
-               seed=args.seed, rpc=rpc)
+               seed=args.seed, rpc=rpc, transfer=args.transfer_from)
     _print_tuning(log)
+    if not args.no_check and rpc is None:
+        from .check import check_estimate
+
+        check = check_estimate(model, args.target, args.log_dir, log.estimated_ms)
+        if check is not None:
+            print(check.describe())
     return 0
 
 
@@ -241,6 +303,10 @@ def _print_tuning(log) -> None:
         for t in log.tasks
     ]
     _table(("task", "weight", "trials", "new", "best us", "GFLOP/s"), rows)
+    covered = [t for t in log.tasks if t.trials_before and t.trials_run == 0 and t.best_us]
+    if covered:
+        print(f"\n{len(covered)}/{len(log.tasks)} tasks were already tuned in the log (by this or another model): "
+              "no new trials for them")
     est = f"{log.estimated_ms:.3f} ms" if log.estimated_ms is not None else "n/a"
     print(f"\n{log.status}: {log.trials_run} new trials in {log.wall_s:.1f} s; estimated model latency {est}")
     if log.untuned_tasks:
@@ -262,6 +328,10 @@ def cmd_compile(args) -> int:
     tuning = artifact.manifest["tuning"]
     print(f"wrote {artifact.path} ({spec.name}; {tuning['tasks_tuned']}/{tuning['tasks_total']} kernels tuned, "
           f"build {artifact.manifest['build_s']} s)")
+    if tuning.get("reference_logs"):
+        borrowed = sum(1 for r in tuning["records_applied"] if r["log"] in tuning["reference_logs"])
+        print(f"{borrowed} kernel(s) use records of the compatible reference log(s) "
+              f"{', '.join(tuning['reference_logs'])} (zero tuning for them)")
     if tuning["tasks_total"] and tuning["tasks_tuned"] < tuning["tasks_total"]:
         print(f"note: {tuning['tasks_total'] - tuning['tasks_tuned']} kernel(s) had no record in "
               f"{tuning['log_dir']} and use TVM's default schedule; `tvmopt tune` them for speed")
@@ -336,6 +406,8 @@ def cmd_logs(args) -> int:
 
     from . import logs
 
+    if args.action not in ("show", "validate"):
+        return _cmd_logs_tools(args)
     if args.action == "validate":
         report = logs.validate(args.log)
         if args.json:
@@ -366,6 +438,68 @@ def cmd_logs(args) -> int:
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _cmd_logs_tools(args) -> int:
+    """`logs compare / merge / prune / export / import`."""
+    from . import compare, logs, logtools
+
+    if args.action == "compare":
+        if len(args.logs) < 2:
+            from .errors import TvmoptError
+
+            raise TvmoptError("logs compare needs two or more log directories")
+        report = compare.compare(args.logs, cross_apply=args.cross_apply)
+        if args.html:
+            compare.render_html(report, args.html)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _print_compare(report, compare)
+        if args.html:
+            print(f"wrote {args.html}", file=sys.stderr)
+        return 0
+    if args.action == "merge":
+        report = logs.merge(args.sources, args.into)
+        text = (f"{report['log']}: {report['records_added']} records added, {report['duplicates_skipped']} duplicates "
+                f"skipped; now {report['records']} records, {report['workloads']} workloads")
+    elif args.action == "prune":
+        report = logtools.prune(args.log, args.top_k, args.output)
+        text = (f"{report['log']}: kept {report['records_after']} of {report['records_before']} records "
+                f"(best {report['top_k']} per workload), {report['workloads_after']} workloads")
+    elif args.action == "export":
+        report = logtools.export_log(args.log, args.output)
+        text = (f"wrote {report['file']}: target {report['target']}, {report['workloads']} workloads, "
+                f"{report['records']} records, {report['sessions']} sessions")
+    else:
+        report = logtools.import_log(args.file, args.log_dir)
+        text = (f"{report['log']}: {report['records_added']} records added, {report['duplicates_skipped']} duplicates "
+                f"skipped; now {report['records']} records, {report['workloads']} workloads")
+    print(json.dumps(report, indent=2) if args.json else text)
+    return 0
+
+
+def _print_compare(report: dict, compare) -> None:
+    for entry in report["logs"]:
+        machines = "; ".join(f"{m.get('cpu_model')} ({m.get('cores')} cores)" for m in entry["machines"]) or "unknown"
+        print(f"{entry['label']}: {entry['log']} (target {entry['target']}; measured on {machines})")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"\nworkloads in every log ({len(report['workloads'])}):")
+    header, rows = compare.workload_table(report)
+    _table(tuple(header), [[compare.cell_text(c) for c in row] for row in rows])
+    if report["models"]:
+        labels = [e["label"] for e in report["logs"]]
+        print("\nmodels (estimated latency: sum of weight x best):")
+        _table(("model", *[f"{lab} ms" for lab in labels], *[f"{lab}/{labels[0]}" for lab in labels[1:]]),
+               [[m["model"], *[compare.cell_text(p["estimated_ms"]) for p in m["per_log"]],
+                 *[compare.cell_text(p["ratio"]) for p in m["per_log"][1:]]] for m in report["models"]])
+    for log, missing in report["only_in"].items():
+        print(f"only in {log}: " + ", ".join(f"{w['name']} ({w['workload_hash']})" for w in missing))
+    for block in report.get("cross_apply", []):
+        print(f"\ncross-apply: best schedules of A={block['from']} built for B={block['to']}'s target, timed here:")
+        header, rows = compare.cross_apply_table(block["results"])
+        _table(tuple(header), [[compare.cell_text(c) for c in row] for row in rows])
 
 
 def cmd_demo(args) -> int:

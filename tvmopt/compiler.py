@@ -16,9 +16,9 @@ from .artifact import Artifact, save_artifact
 from .errors import CompileError
 from .model import Model
 from .optimize import fused_module
-from .targets import TargetSpec, get_target, host_fingerprint
+from .targets import TargetSpec, compatibility_problem, get_target, host_fingerprint, list_targets
 from .tuning import DEFAULT_LOG_ROOT, log_dir_for
-from .tuning.database import LogDatabase
+from .tuning.database import WORKLOAD_FILE, LogDatabase
 
 
 def compile(  # noqa: A001 - the pipeline's verb
@@ -43,11 +43,13 @@ def compile(  # noqa: A001 - the pipeline's verb
         fused = fused_module(model, tvm_target)
     except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
         raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {_last_line(err)}") from err
-    applied, total = [], 0
+    applied, total, references = [], 0, []
     log_dir = log_dir_for(spec, log_root) if log_root is not None else None
-    if log_dir is not None and log_dir.is_dir():
-        database = LogDatabase(log_dir, readonly=True)
-        applied, total = _records_for(fused, tvm_target, database)
+    if log_dir is not None:
+        database, sources = _open_logs(spec, Path(log_root), log_dir)
+        if database is not None:
+            applied, total = _records_for(fused, tvm_target, database, sources)
+            references = sorted({a["log"] for a in applied} - {log_dir.name})
         if applied:
             fused = _tvm.apply_database(fused, tvm_target, database)
     started = time.monotonic()
@@ -77,6 +79,7 @@ def compile(  # noqa: A001 - the pipeline's verb
             "tasks_total": total,
             "tasks_tuned": len(applied),
             "records_applied": applied,
+            "reference_logs": references,  # other compatible targets' logs that supplied records
         },
     }
 
@@ -89,17 +92,51 @@ def compile(  # noqa: A001 - the pipeline's verb
     return save_artifact(output, manifest, write_library)
 
 
-def _records_for(fused, target, database: LogDatabase) -> tuple[list[dict], int]:
-    """Which kernels have a valid record in the log (the ones ApplyDatabase will replace)."""
+def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
+    """Logs under `log_root` of other registered targets whose code `spec`'s machines can run
+    (same arch, a subset of its CPU features), most specific first: their schedules apply as is,
+    e.g. the shipped x86-avx512 and x86-avx2 logs on an AVX-512 host."""
+    if spec.device != "cpu" or not log_root.is_dir():
+        return []
+    fingerprint = {"arch": spec.requires.get("arch"), "cpu_flags": spec.requires.get("cpu_flags", []),
+                   "cpu_model": spec.name}
+    found = []
+    for other in list_targets():
+        path = log_root / other.log_name
+        if other.log_name == spec.log_name or other.device != "cpu" or not (path / WORKLOAD_FILE).exists():
+            continue
+        if fingerprint["arch"] and compatibility_problem(other.requires, fingerprint) is None:
+            found.append((len(other.requires.get("cpu_flags", [])), path))
+    return [path for _, path in sorted(found, key=lambda f: -f[0])]
+
+
+def _open_logs(spec: TargetSpec, log_root: Path, log_dir: Path) -> tuple[LogDatabase | None, dict[str, str]]:
+    """The target's own log, plus records of the workloads it lacks from compatible reference logs.
+    Returns the database and, per workload hash, the name of the log its records came from."""
+    database = LogDatabase(log_dir, readonly=True) if (log_dir / WORKLOAD_FILE).exists() else None
+    sources = {}
+    for path in reference_logs(spec, log_root):
+        if database is None:
+            database = LogDatabase(path, readonly=True)
+            sources.update({_tvm.workload_hash(m): path.name for m in database.workload_modules()})
+        else:
+            sources.update({h: path.name for h in database.add_fallback(LogDatabase(path, readonly=True))})
+    return database, sources
+
+
+def _records_for(fused, target, database: LogDatabase, sources: dict[str, str]) -> tuple[list[dict], int]:
+    """Which kernels have a valid record (the ones ApplyDatabase will replace), and from which log."""
     try:
         tasks = _tvm.extract_tasks(fused, target)
     except Exception:  # noqa: BLE001 - dynamic shapes: nothing can match a record anyway
         return [], 0
     applied = []
+    own = database.dir.name
     for task in tasks:
         best = database.best_seconds(task.dispatched[0])
         if best is not None:
-            applied.append({"task": task.task_name, "best_us": round(best * 1e6, 3)})
+            digest = _tvm.workload_hash(task.dispatched[0])
+            applied.append({"task": task.task_name, "best_us": round(best * 1e6, 3), "log": sources.get(digest, own)})
     return applied, len(tasks)
 
 

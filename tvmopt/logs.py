@@ -67,3 +67,27 @@ def validate(log_dir: str | Path) -> dict:
     records = count(RECORD_FILE) if (path / RECORD_FILE).exists() else 0
     return {"log": str(path), "workload_lines": count(WORKLOAD_FILE), "record_lines": records,
             "records_loaded": len(database), "problems": database.warnings}
+
+
+def merge(sources: list[str | Path], dest: str | Path) -> dict:
+    """Add every record of `sources` to the log `dest` (created if missing); duplicates are skipped.
+
+    Records keep their own target and run times; `dest` stays a valid MetaSchedule log, written
+    through the same locked, fsynced appends as a tuning session (so a merge into a log that is
+    being tuned is safe). Session records are copied beside it.
+    """
+    target = LogDatabase(Path(dest))
+    added = 0
+    for source in sources:
+        database = _open(source)
+        before = len(target)
+        for record in database.get_all_tuning_records():
+            target.commit_tuning_record(record)
+        added += len(target) - before
+        for session in Path(source, "sessions").glob("*.json"):
+            copy = Path(dest, "sessions", session.name)
+            if not copy.exists():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_bytes(session.read_bytes())
+    return {"log": str(dest), "records_added": added, "duplicates_skipped": target.duplicates_skipped,
+            "records": len(target), "workloads": target.num_workloads}

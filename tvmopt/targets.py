@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +54,13 @@ class TargetSpec:
             return tvm.target.Target(self.target)
         except Exception as err:  # noqa: BLE001 - TVM raises several kinds
             raise TargetError(f"target '{self.name}' ({self.source}): TVM rejects it: {_first_line(err)}") from err
+
+    def tuning_target(self, cores: int) -> tvm.target.Target:
+        """The TVM Target to tune with: MetaSchedule's CPU rules need `num-cores` (how many threads
+        to parallelise for), which a portable target leaves to the machine that measures."""
+        if self.device != "cpu" or "num-cores" in self.target:
+            return self.tvm_target()
+        return replace(self, target={**self.target, "num-cores": cores}).tvm_target()
 
     @property
     def is_local_cpu(self) -> bool:

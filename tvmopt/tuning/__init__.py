@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from .. import _tvm
 from .._tvm import ms
@@ -24,7 +24,7 @@ from ..model import Model
 from ..optimize import fused_module
 from ..targets import TargetSpec, compatibility_problem, get_target, host_fingerprint
 from .budget import PRESETS, Budget, make_budget
-from .database import LogDatabase
+from .database import WORKLOAD_FILE, LogDatabase
 from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, SessionProgress
 from .session import SessionRecord, TaskSummary, new_session_path, save_session
 
@@ -65,18 +65,27 @@ def tune(
     progress: bool = True,
     seed: int | None = None,
     rpc: RpcDevice | None = None,
+    transfer: Sequence[str | os.PathLike] = (),
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
     `rpc` (a tvmopt.remote.RpcDevice) measures candidates on devices of a TVM RPC tracker
-    instead of this machine; candidates are cross-compiled here.
+    instead of this machine; candidates are cross-compiled here. `transfer` lists tuning logs
+    (other models, other targets) whose records warm-start the XGBoost cost model, so the first
+    batches are not picked at random.
     """
     spec = target if isinstance(target, TargetSpec) else get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
     _check_tunable(model, spec, rpc)
+    for path in transfer:
+        if not (Path(path) / WORKLOAD_FILE).exists():
+            raise TuningError(f"transfer log {path}: not a tuning log (no {WORKLOAD_FILE}); give a target's log "
+                              "directory, e.g. tuning_logs/x86-avx512")
     if rpc is not None:
         rpc.check_reachable()
-    tvm_target = spec.tvm_target()
+    # Measured here, candidates run on this machine's cores; through RPC the device's core count
+    # is unknown here, so a target without `num-cores` assumes this machine's.
+    tvm_target = spec.tuning_target(len(os.sched_getaffinity(0)))
     _tvm.register_tensor_intrinsics(tvm_target)
 
     fused = fused_module(model, tvm_target)
@@ -97,9 +106,8 @@ def tune(
         )
         for t in extracted
     ]
+    # A global cap (--trials) does not pre-split: the scheduler spends it where the latency is.
     quotas = [max(0, plan.trials_per_task - s.trials_before) for s in summaries]
-    if plan.max_trials is not None:
-        quotas = _cap_quotas(quotas, plan.max_trials)
     session = SessionRecord(
         model=model.name,
         model_sha256=model.sha256,
@@ -116,21 +124,26 @@ def tune(
     started = time.monotonic()
     todo = [i for i, q in enumerate(quotas) if q > 0]
     status = "finished"
-    bar = _progress_bar(sum(quotas[i] for i in todo), plan, model.name, spec.log_name) if progress and todo else None
+    planned = sum(quotas[i] for i in todo)
+    if plan.max_trials is not None:
+        planned = min(planned, plan.max_trials)
+    bar = _progress_bar(planned, plan, model.name, spec.log_name) if progress and todo else None
     progress_state = SessionProgress([summaries[i] for i in todo], [quotas[i] for i in todo], bar)
 
     def checkpoint() -> None:
         session.wall_s = round(time.monotonic() - started, 2)
         session.trials_run = progress_state.trials_run
         session.estimated_ms = _estimate(summaries)
+        session.history.append([session.wall_s, session.trials_run, session.estimated_ms])
         save_session(session_path, session)
 
     progress_state.on_batch = checkpoint
     if todo:
         try:
+            cost_model = _cost_model(transfer, tvm_target, session)
             status = _run_metaschedule(
                 [extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
-                progress_state, started, seed, rpc,
+                progress_state, started, seed, rpc, cost_model,
             )
         except KeyboardInterrupt:
             session.status = "interrupted"  # every finished batch is already in the log
@@ -157,7 +170,18 @@ def tune(
     )
 
 
-def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database, progress, started, seed, rpc) -> str:
+def _cost_model(transfer, tvm_target, session: SessionRecord):
+    """"xgb" (a fresh model), or one warm-started from the records of the `transfer` logs."""
+    if not transfer:
+        return "xgb"
+    sources = [LogDatabase(path, readonly=True) for path in transfer]
+    model, used = _tvm.warm_cost_model(sources, tvm_target, max(1, len(os.sched_getaffinity(0))))
+    session.transfer = {"logs": [str(p) for p in transfer], "records": used}
+    return model if used else "xgb"
+
+
+def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database, progress, started, seed, rpc,
+                      cost_model="xgb") -> str:
     cores = max(1, len(os.sched_getaffinity(0)))
     work_dir = tempfile.mkdtemp(prefix="tvmopt-ms-")  # MetaSchedule's verbose per-task logs
     logging.getLogger("tvmopt.metaschedule").setLevel(logging.WARNING)
@@ -187,7 +211,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database, p
             builder=builder,
             runner=runner,
             database=database,
-            cost_model="xgb",
+            cost_model=cost_model,
             measure_callbacks=[
                 AddNewToDatabase(),
                 ms.measure_callback.RemoveBuildArtifact(),
@@ -237,18 +261,6 @@ def _gpu_missing() -> str | None:
         return None if tvm.runtime.cuda(0).exist else "no CUDA GPU is visible here"
     except Exception:  # noqa: BLE001
         return "TVM's CUDA runtime cannot load here (no driver)"
-
-
-def _cap_quotas(quotas: list[int], cap: int) -> list[int]:
-    """Spread a global trial cap over tasks round-robin, never above a task's own quota."""
-    out = [0] * len(quotas)
-    left = cap
-    while left > 0 and any(o < q for o, q in zip(out, quotas)):
-        for i, q in enumerate(quotas):
-            if left and out[i] < q:
-                out[i] += 1
-                left -= 1
-    return out
 
 
 def _estimate(tasks: list[TaskSummary]) -> float | None:

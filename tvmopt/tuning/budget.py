@@ -36,8 +36,12 @@ PRESETS = {
     "smoke": Budget("smoke", 4, 4, 64, 1, 16, number=1, repeat=1, min_repeat_ms=0),
     # The demo and a first look: a few minutes for a small model.
     "quick": Budget("quick", 24, 8, 256, 2, 32, number=1, repeat=3, min_repeat_ms=5),
-    # Serious tuning: MetaSchedule's usual effort per task.
-    "full": Budget("full", 200, 32, 512, 4, 50, number=1, repeat=5, min_repeat_ms=20),
+    # Serious tuning. Batches of 16 (not 32) so that every task has a record early and the
+    # latency-share scheduler steers the rest. MetaSchedule's default search (population 512,
+    # 4 genetic iterations) spent 67% of a ResNet-18 session in the evolutionary search; 256 x 2
+    # took trials/min from 64 to 99 (benchmarks/profile_tuning.py, RESULTS.md). 3 repeats of
+    # >= 10 ms keep measurement near a sixth of the time.
+    "full": Budget("full", 200, 16, 256, 2, 50, number=1, repeat=3, min_repeat_ms=10),
 }
 
 

@@ -24,6 +24,7 @@ from typing import Iterator
 
 import tvm
 
+from .. import _tvm
 from .._tvm import derived_object, ms
 
 WORKLOAD_FILE = "database_workload.json"
@@ -218,6 +219,24 @@ class LogDatabase(ms.database.PyDatabase):
     @property
     def num_workloads(self) -> int:
         return len(self._canonical)
+
+    def add_fallback(self, other: "LogDatabase") -> list[str]:
+        """Adopt, in memory only, the records of workloads this log lacks from `other` (e.g. a
+        shipped reference log of a compatible target); returns the adopted workloads' hashes."""
+        if not self.readonly:
+            raise ValueError("fallback records are only for read-only (compile-time) databases")
+        adopted = []
+        for mod in other.workload_modules():
+            if self._mem.has_workload(mod):
+                continue
+            workload = self._mem.commit_workload(mod)
+            self._canonical.append((-1 - len(self._canonical), workload))  # not a line of this log
+            for record in other.get_all_records_of(mod):
+                copy = ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target,
+                                                record.args_info)
+                self._remember(workload, copy.as_json(), copy)
+            adopted.append(_tvm.workload_hash(mod))
+        return adopted
 
     # ----------------------------------------------------------------- PyDatabase interface
 

@@ -5,6 +5,11 @@ session killed in its first round (one visit per task) had written nothing (TVM_
 records after 20 minutes). `CommitEachBatch` joins every batch before choosing the next one,
 so records reach the log as soon as they are measured. On a small machine this also keeps
 builds from running beside timed runs, which would skew the measurements.
+
+Which task gets the next batch: after one batch each, a task without a valid record first
+(it would fall back to an untuned kernel, the 26x-slower failure in TVM_NOTES), then the task
+holding the largest share of the model's estimated latency (weight x best), halved for every
+batch in a row that did not improve it; a task that stopped improving is retired early.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ class SessionProgress:
         self.trials_run = 0
         self.errors = 0
         self.skipped = [0] * len(tasks)  # candidates already in the log, not measured again
+        self.batches = [0] * len(tasks)  # batches joined this session
+        self.stale = [0] * len(tasks)  # batches in a row that did not improve the task's best by 1%
 
     def attempts(self, task_id: int) -> int:
         return self.tasks[task_id].trials_run + self.skipped[task_id]
 
     def record(self, task_id: int, builder_results, runner_results) -> None:
         task = self.tasks[task_id]
+        before = task.best_us
         measured = 0
         for built, result in zip(builder_results, runner_results):
             if built.error_msg == ALREADY_MEASURED:
@@ -49,11 +57,19 @@ class SessionProgress:
             us = statistics.median(secs) * 1e6
             if task.best_us is None or us < task.best_us:
                 task.best_us = us
+        self.batches[task_id] += 1
+        improved = task.best_us is not None and (before is None or task.best_us < 0.99 * before)
+        self.stale[task_id] = 0 if improved else self.stale[task_id] + 1
         if self.bar is not None:
             self.bar.update(measured)
             self.bar.set_postfix_str(self.postfix(task_id), refresh=True)
         if self.on_batch is not None:
             self.on_batch()
+
+    def priority(self, task_id: int) -> float:
+        """The task's share of the model's estimated latency, discounted while it is not improving."""
+        task = self.tasks[task_id]
+        return task.weight * (task.best_us or 0.0) * 0.5 ** self.stale[task_id]
 
     def estimated_ms(self) -> float | None:
         if any(t.best_us is None for t in self.tasks):
@@ -99,17 +115,34 @@ class AddNewToDatabase(ms.measure_callback.PyMeasureCallback):
             )
 
 
+def choose_task(progress: SessionProgress, live: list[int]) -> int:
+    """The next task to get a batch, among `live`: each task once first, then tasks still without a
+    valid record (least tried first), then the largest discounted share of the model's latency."""
+    first_visit = [i for i in live if progress.batches[i] == 0]
+    if first_visit:
+        return first_visit[0]
+    recordless = [i for i in live if progress.tasks[i].best_us is None]
+    if recordless:
+        return min(recordless, key=lambda i: progress.batches[i])
+    return max(live, key=progress.priority)
+
+
 @derived_object
 class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
-    """Round-robin over tasks with per-task quotas and a deadline; joins every batch at once."""
+    """Latency-share task scheduler with quotas, early stopping and a deadline; joins every batch at once."""
+
+    # A task without any valid record may use this many times its quota before it is given up.
+    RECORDLESS_EXTRA = 3
+    # Batches in a row without a 1% gain after which a task is retired (its quota goes to others).
+    PATIENCE = 5
 
     def __init__(self, progress: SessionProgress, deadline: float | None, max_trials: int | None = None):
         super().__init__()
         self.progress = progress
         self.deadline = deadline
         self.max_trials = max_trials
-        self.cursor = -1
         self.timed_out = False
+        self.retired: list[int] = []  # tasks stopped early because they stopped improving
 
     def next_task_id(self) -> int:
         scheduler = self._outer()
@@ -122,14 +155,23 @@ class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
             return -1
         if self.max_trials is not None and self.progress.trials_run >= self.max_trials:
             return -1
-        for _ in range(len(tasks)):
-            self.cursor = (self.cursor + 1) % len(tasks)
-            if tasks[self.cursor].is_terminated:
-                continue
-            quota = self.progress.quotas[self.cursor]
-            done = self.progress.tasks[self.cursor].trials_run
-            if done >= quota or self.progress.attempts(self.cursor) >= 2 * quota:
-                scheduler.terminate_task(self.cursor)
-                continue
-            return self.cursor
-        return -1
+        live = [i for i, task in enumerate(tasks) if not task.is_terminated and self._keep(i)]
+        for i, task in enumerate(tasks):
+            if not task.is_terminated and i not in live:
+                scheduler.terminate_task(i)
+        if not live:
+            return -1
+        return choose_task(self.progress, live)
+
+    def _keep(self, i: int) -> bool:
+        """Whether task i may get another batch: within its quota, still improving."""
+        progress = self.progress
+        quota = progress.quotas[i]
+        if progress.tasks[i].best_us is None:
+            quota *= self.RECORDLESS_EXTRA  # no task left behind: keep trying before giving up
+        if progress.tasks[i].trials_run >= quota or progress.attempts(i) >= 2 * quota:
+            return False
+        if progress.stale[i] >= self.PATIENCE and progress.tasks[i].best_us is not None:
+            self.retired.append(i)
+            return False
+        return True

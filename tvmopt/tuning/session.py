@@ -47,6 +47,9 @@ class SessionRecord:
     trials_run: int = 0
     estimated_ms: float | None = None
     untuned_tasks: list[str] = field(default_factory=list)
+    # [wall s, trials run, estimated ms or null] after each measured batch: the tuning curve
+    history: list[list] = field(default_factory=list)
+    transfer: dict | None = None  # logs whose records warm-started the cost model, and how many
 
     def to_json(self) -> dict:
         data = asdict(self)

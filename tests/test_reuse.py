@@ -1,0 +1,95 @@
+"""Never pay twice for a measurement: cross-model reuse, reference logs of compatible targets,
+cost-model warm start, and how the scheduler spends trials."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tvmopt
+from conftest import ort_run, run_cli
+from tvmopt.errors import TuningError
+from tvmopt.examples import write_small_cnn
+from tvmopt.tuning.scheduler import SessionProgress, choose_task
+from tvmopt.tuning.session import TaskSummary
+
+
+@pytest.fixture(scope="module")
+def avx2_log(cnn_onnx, tmp_path_factory):
+    """The bundled CNN tuned (smoke) for the portable x86-avx2 target, which runs on this machine."""
+    root = tmp_path_factory.mktemp("reuse")
+    log = tvmopt.tune(tvmopt.import_model(cnn_onnx), "x86-avx2", budget="smoke", log_root=root, progress=False)
+    assert not log.untuned_tasks
+    return log
+
+
+def test_retrained_model_reuses_the_log_with_zero_trials(avx2_log, tmp_path):
+    # Same architecture, other weights (a retrained model): other model hash, same workloads.
+    other = write_small_cnn(tmp_path / "retrained.onnx", seed=1)
+    proc = run_cli("tune", str(other), "-t", "x86-avx2", "--budget", "smoke", "--log-dir",
+                   str(avx2_log.log_dir.parent), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    n = len(avx2_log.tasks)
+    assert f"{n}/{n} tasks were already tuned in the log" in proc.stdout
+    assert ": 0 new trials" in proc.stdout
+    # The session ends by compiling the log and timing the model against its own estimate.
+    assert "measured" in proc.stdout and "end to end" in proc.stdout and f"{n}/{n} kernels tuned" in proc.stdout
+
+
+def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_onnx, tmp_path):
+    model = tvmopt.import_model(cnn_onnx)
+    # This host runs AVX2 code, so the x86-avx2 log serves a host build that has no log of its own.
+    artifact = tvmopt.compile(model, "host", tmp_path / "host", log_root=avx2_log.log_dir.parent)
+    tuning = artifact.manifest["tuning"]
+    assert tuning["tasks_tuned"] == tuning["tasks_total"] == len(avx2_log.tasks)
+    assert tuning["reference_logs"] == ["x86-avx2"]
+    assert {r["log"] for r in tuning["records_applied"]} == {"x86-avx2"}
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype("float32")
+    np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(cnn_onnx, {"input": x})[0],
+                               atol=1e-4, rtol=1e-4)
+
+    # An AVX-512 log is not a reference for the AVX2 target: its machines may lack AVX-512.
+    root = tmp_path / "logs"
+    shutil.copytree(avx2_log.log_dir, root / "x86-avx512")
+    plain = tvmopt.compile(model, "x86-avx2", tmp_path / "avx2", log_root=root)
+    assert plain.manifest["tuning"]["tasks_tuned"] == 0 and plain.manifest["tuning"]["reference_logs"] == []
+
+
+def test_cost_model_warm_start_from_another_models_log(avx2_log, mlp_onnx, tmp_path):
+    log = tvmopt.tune(tvmopt.import_model(mlp_onnx), "x86-avx2", budget="smoke", log_root=tmp_path,
+                      progress=False, transfer=[avx2_log.log_dir])
+    session = json.loads(log.session_path.read_text())
+    assert session["transfer"]["logs"] == [str(avx2_log.log_dir)]
+    assert session["transfer"]["records"] >= 2 * len(avx2_log.tasks) - 2
+    assert log.status == "finished" and not log.untuned_tasks
+    assert [row[1] for row in session["history"]] == sorted(row[1] for row in session["history"])
+    assert session["history"][-1][1] == log.trials_run
+
+    with pytest.raises(TuningError, match="not a tuning log"):
+        tvmopt.tune(tvmopt.import_model(mlp_onnx), "x86-avx2", budget="smoke", log_root=tmp_path,
+                    progress=False, transfer=[tmp_path / "nowhere"])
+
+
+def _progress(best_us: list[float | None], weights: list[int]) -> SessionProgress:
+    tasks = [TaskSummary(name=f"t{i}", workload_hash=str(i), weight=w, flops=1.0, trials_before=0, best_us=b)
+             for i, (b, w) in enumerate(zip(best_us, weights))]
+    return SessionProgress(tasks, quotas=[64] * len(tasks))
+
+
+def test_scheduler_visits_every_task_then_recordless_then_the_largest_latency_share():
+    progress = _progress([None, None, None], [1, 1, 1])
+    assert choose_task(progress, [0, 1, 2]) == 0
+    progress.batches = [1, 0, 1]
+    assert choose_task(progress, [0, 1, 2]) == 1  # every task gets a first batch before any second
+    progress.batches = [2, 1, 1]
+    progress.tasks[0].best_us, progress.tasks[1].best_us = 10.0, 50.0
+    assert choose_task(progress, [0, 1, 2]) == 2  # no valid record yet: before any share
+
+    progress.tasks[2].best_us = 5.0
+    progress.tasks[2].weight = 20  # 5 us x 20 calls = the largest share of the model
+    assert choose_task(progress, [0, 1, 2]) == 2
+    progress.stale = [0, 0, 4]  # four batches without gain: its share counts 1/16
+    assert choose_task(progress, [0, 1, 2]) == 1
+    assert choose_task(progress, [0, 2]) == 0  # 10 us x 1 > 100 us / 16
