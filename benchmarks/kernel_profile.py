@@ -1,0 +1,105 @@
+"""Where the time goes, kernel by kernel: tvmopt's tuned kernels against ONNX Runtime's nodes.
+
+    .venv/bin/python benchmarks/kernel_profile.py resnet18 --target x86-avx512 [--log-dir tuning_logs] [--top 8]
+
+TVM side: each fused kernel's best measured time in the log x how often the model calls it (the
+session estimate, split up). ORT side: its own profiler over 50 runs, per node, averaged. Both
+are grouped by operator class (conv, matmul/gemm, other) so the gap can be pinned on a class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import tvmopt
+from tvmopt import _tvm, zoo
+from tvmopt.optimize import fused_module
+from tvmopt.tuning import log_dir_for
+from tvmopt.tuning.database import LogDatabase
+
+
+def op_class(name: str) -> str:
+    name = name.lower()
+    if "conv" in name:
+        return "conv"
+    if "matmul" in name or "gemm" in name or "dense" in name:
+        return "matmul/gemm"
+    return "other"
+
+
+def tvm_kernels(model, target: str, log_root: Path) -> list[dict]:
+    spec = tvmopt.get_target(target)
+    tvm_target = spec.tvm_target()
+    database = LogDatabase(log_dir_for(spec, log_root), readonly=True)
+    rows = []
+    for task in _tvm.extract_tasks(fused_module(model, tvm_target), tvm_target):
+        best = database.best_seconds(task.dispatched[0])
+        rows.append({"name": task.task_name, "calls": int(task.weight),
+                     "us": None if best is None else best * 1e6 * int(task.weight)})
+    return rows
+
+
+def ort_nodes(onnx_path: Path, feeds: dict, runs: int = 50) -> list[dict]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    warmup = 5
+    for _ in range(warmup + runs):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    durations: dict[str, list[float]] = defaultdict(list)
+    op_of: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            node = event["name"][: -len("_kernel_time")]
+            durations[node].append(event["dur"])
+            op_of[node] = event.get("args", {}).get("op_name", "?")
+    return [{"name": f"{n} ({op_of[n]})", "op": op_of[n], "us": sum(d[warmup:]) / max(1, len(d[warmup:]))}
+            for n, d in durations.items()]
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="zoo name")
+    parser.add_argument("--target", default="host")
+    parser.add_argument("--log-dir", default="tuning_logs")
+    parser.add_argument("--top", type=int, default=8)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="tvmopt-profile-"))
+    entry = zoo.ZOO[args.model]
+    onnx_path = entry.export_onnx(tmp / f"{args.model}.onnx")
+    feeds = {n: t.numpy() for n, t in zip(entry.input_names, entry.example_inputs())}
+    tvm_rows = tvm_kernels(tvmopt.import_model(onnx_path), args.target, Path(args.log_dir))
+    ort_rows = ort_nodes(onnx_path, feeds)
+
+    print(f"### {args.model} on {args.target}: kernel time per inference (us)\n")
+    print("| class | TVM tuned kernels (log best x calls) | ORT nodes (profiler) | TVM/ORT |\n|---|---|---|---|")
+    classes = ["conv", "matmul/gemm", "other"]
+    untuned = [r["name"] for r in tvm_rows if r["us"] is None]
+    for cls in classes + ["total"]:
+        tvm_us = sum(r["us"] or 0 for r in tvm_rows if cls == "total" or op_class(r["name"]) == cls)
+        ort_us = sum(r["us"] for r in ort_rows if cls == "total" or op_class(r["op"]) == cls)
+        ratio = f"{tvm_us / ort_us:.2f}x" if ort_us else "-"
+        print(f"| {cls} | {tvm_us:.0f} | {ort_us:.0f} | {ratio} |")
+    if untuned:
+        print(f"\nkernels without a record (not counted): {', '.join(untuned)}")
+    print(f"\nTop {args.top} TVM kernels | us || Top {args.top} ORT nodes | us\n---|---||---|---")
+    top_tvm = sorted((r for r in tvm_rows if r["us"]), key=lambda r: -r["us"])[: args.top]
+    top_ort = sorted(ort_rows, key=lambda r: -r["us"])[: args.top]
+    for i in range(max(len(top_tvm), len(top_ort))):
+        a = top_tvm[i] if i < len(top_tvm) else {"name": "", "us": None}
+        b = top_ort[i] if i < len(top_ort) else {"name": "", "us": None}
+        fmt = lambda r: f"{r['name']} | {r['us']:.0f}" if r["us"] else " | "  # noqa: E731
+        print(f"{fmt(a)} || {fmt(b)}")
+
+
+if __name__ == "__main__":
+    main()
