@@ -421,7 +421,7 @@ def warm_cost_model(sources: list, target: tvm.target.Target, num_threads: int,
         for mod in database.workload_modules():
             if used >= limit:
                 continue
-            records = [r for r in database.get_all_records_of(mod) if _finite(r.run_secs)]
+            records = [r for r in database.get_all_records_of(mod) if valid_run_seconds(r.run_secs)]
             if len(records) < 2:
                 continue
             records.sort(key=lambda r: _median(r.run_secs))
@@ -458,9 +458,10 @@ def warm_cost_model(sources: list, target: tvm.target.Target, num_threads: int,
     return model, used
 
 
-def _finite(run_secs) -> bool:
+def valid_run_seconds(run_secs) -> list[float] | None:
+    """A record's run times, or None for a failed candidate (MetaSchedule logs those as 1e10 s)."""
     secs = [float(s) for s in (run_secs or [])]
-    return bool(secs) and max(secs) < 1e9
+    return secs if secs and max(secs) < 1e9 else None
 
 
 def _median(run_secs) -> float:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ._tvm import TVM_VERSION, ms
+from ._tvm import TVM_VERSION, ms, valid_run_seconds
 from .errors import TvmoptError
 from .logs import _open, sessions
 from .tuning.database import LOCK_FILE, RECORD_FILE, WORKLOAD_FILE, LogDatabase
@@ -27,9 +27,9 @@ def _dumps(obj) -> str:
 
 
 def _mean_secs(record) -> float | None:
-    """Mean run time of a valid record, None for a failed one (MetaSchedule logs 1e10 s)."""
-    secs = [float(s) for s in (record.run_secs or [])]
-    return sum(secs) / len(secs) if secs and max(secs) < 1e9 else None
+    """Mean run time of a valid record, None for a failed one."""
+    secs = valid_run_seconds(record.run_secs)
+    return sum(secs) / len(secs) if secs else None
 
 
 # --------------------------------------------------------------------------- prune

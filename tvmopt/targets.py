@@ -207,7 +207,8 @@ def compatibility_problem(requires: dict, fingerprint: dict) -> str | None:
         return f"built for {arch}, this machine is {fingerprint['arch']}"
     missing = [f for f in requires.get("cpu_flags", []) if f not in fingerprint["cpu_flags"]]
     if missing:
-        return f"needs CPU features {', '.join(missing)} that this CPU ({fingerprint['cpu_model']}) lacks"
+        cpu = fingerprint.get("cpu_model", "the target")
+        return f"needs CPU features {', '.join(missing)} that this CPU ({cpu}) lacks"
     if requires.get("gpu"):
         return _gpu_problem(requires["gpu"])
     return None

@@ -142,7 +142,6 @@ class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
         self.deadline = deadline
         self.max_trials = max_trials
         self.timed_out = False
-        self.retired: list[int] = []  # tasks stopped early because they stopped improving
 
     def next_task_id(self) -> int:
         scheduler = self._outer()
@@ -171,7 +170,5 @@ class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
             quota *= self.RECORDLESS_EXTRA  # no task left behind: keep trying before giving up
         if progress.tasks[i].trials_run >= quota or progress.attempts(i) >= 2 * quota:
             return False
-        if progress.stale[i] >= self.PATIENCE and progress.tasks[i].best_us is not None:
-            self.retired.append(i)
-            return False
-        return True
+        # retired: stopped improving (its remaining quota goes to the other tasks)
+        return not (progress.stale[i] >= self.PATIENCE and progress.tasks[i].best_us is not None)
