@@ -29,7 +29,7 @@ test-slow: venv
 
 # Cross toolchain + QEMU + an aarch64 root with TVM's runtime (cached in ~/.cache/tvmopt).
 aarch64-env: venv
-	PYTHON=$(BIN)/python scripts/aarch64_env.sh
+	PYTHON=$(BIN)/python bash tvmopt/runtime/aarch64_env.sh
 
 clean:
 	rm -rf artifacts examples/*.onnx .pytest_cache

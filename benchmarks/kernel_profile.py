@@ -17,10 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import tvmopt
-from tvmopt import _tvm, zoo
-from tvmopt.optimize import fused_module
-from tvmopt.tuning import log_dir_for
-from tvmopt.tuning.database import LogDatabase
+from tvmopt.compiler.passes import extract_tasks, fuse
+from tvmopt.frontends import zoo
+from tvmopt.logs import log_dir_for
+from tvmopt.logs.store import LogDatabase
 
 
 def op_class(name: str) -> str:
@@ -37,7 +37,7 @@ def tvm_kernels(model, target: str, log_root: Path) -> list[dict]:
     tvm_target = spec.tvm_target()
     database = LogDatabase(log_dir_for(spec, log_root), readonly=True)
     rows = []
-    for task in _tvm.extract_tasks(fused_module(model, tvm_target), tvm_target):
+    for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target):
         best = database.best_seconds(task.dispatched[0])
         rows.append({"name": task.task_name, "calls": int(task.weight),
                      "us": None if best is None else best * 1e6 * int(task.weight)})

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import tvmopt
-from tvmopt import zoo
-from tvmopt._tvm import ms
+from tvmopt.frontends import zoo
+from tvmopt._compat import ms
 from tvmopt.tuning import make_budget
 
 
@@ -44,7 +44,7 @@ def main() -> None:
           f"population {budget.population}, genetic iters {budget.genetic_iters}: {log.trials_run} trials in {wall:.0f} s "
           f"= {60 * log.trials_run / wall:.1f} trials/min; estimate {log.estimated_ms} ms; "
           f"{len(log.untuned_tasks)} task(s) without record")
-    print(f"| scope | s | share of wall |\n|---|---|---|")
+    print("| scope | s | share of wall |\n|---|---|---|")
     scopes = {name: float(secs) for name, secs in profiler.get().items()}
     for name, secs in sorted(scopes.items(), key=lambda kv: -kv[1]):
         if secs >= 0.01 * wall:

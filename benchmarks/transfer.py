@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import tvmopt
-from tvmopt import zoo
-from tvmopt.check import check_estimate
+from tvmopt.frontends import zoo
+from tvmopt.measure.check import check_estimate
 from tvmopt.tuning import make_budget
 
 
@@ -64,7 +64,7 @@ def main() -> None:
         print(f"| {label} | {log.trials_run} | {need if need is not None else 'not reached'} "
               f"| {log.estimated_ms} | {measured} | {used} |")
     if args.keep:
-        from tvmopt.logs import merge
+        from tvmopt.logs.maintain import merge
 
         for run in runs.values():
             merge([run["log"].log_dir], args.keep)

@@ -15,10 +15,9 @@ import tempfile
 import time
 
 import tvmopt
-from tvmopt import _tvm
-from tvmopt._tvm import ms
-from tvmopt.examples import write_small_cnn
-from tvmopt.optimize import fused_module
+from tvmopt.compiler.passes import extract_tasks, fuse
+from tvmopt._compat import ms
+from tvmopt.frontends.examples import write_small_cnn
 from tvmopt.tuning import make_budget
 
 
@@ -30,8 +29,8 @@ def main() -> None:
     model = tvmopt.import_model(write_small_cnn(f"{tmp}/small_cnn.onnx"))
     spec = tvmopt.get_target("host")
     target = spec.tvm_target()
-    fused = fused_module(model, target)
-    n_tasks = len(_tvm.extract_tasks(fused, target))
+    fused = fuse(model.mod, target)
+    n_tasks = len(extract_tasks(fused, target))
     budget = make_budget("smoke", trials_per_task=args.trials_per_task)
 
     start = time.monotonic()
@@ -47,13 +46,13 @@ def main() -> None:
     )
     stock_s, stock_trials = time.monotonic() - start, len(database.get_all_tuning_records())
 
-    print(f"| | trials | wall s | trials/min |\n|---|---|---|---|")
+    print("| | trials | wall s | trials/min |\n|---|---|---|---|")
     print(f"| stock MetaSchedule | {stock_trials} | {stock_s:.1f} | {60 * stock_trials / stock_s:.1f} |")
     print(f"| tvmopt | {ours_trials} | {ours_s:.1f} | {60 * ours_trials / ours_s:.1f} |")
     print(f"\n{n_tasks} tasks, {args.trials_per_task} trials/task; speed-up {stock_s / stock_trials / (ours_s / ours_trials):.1f}x per trial")
 
     # Same trials: is the result as fast? Compile each log, time both models interleaved.
-    from tvmopt.bench import interleaved_medians
+    from tvmopt.measure.timing import interleaved_medians
 
     calls = {}
     for label, root in (("stock MetaSchedule", f"{tmp}/stock"), ("tvmopt", f"{tmp}/tvmopt")):

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import tvmopt
-from tvmopt import zoo
-from tvmopt.bench import bench, format_table
-from tvmopt.logs import merge
+from tvmopt.frontends import zoo
+from tvmopt.logs.maintain import merge
+from tvmopt.logs.store import RECORD_FILE
+from tvmopt.measure.bench import bench
 from tvmopt.tuning import make_budget
-from tvmopt.tuning.database import RECORD_FILE
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -47,7 +47,7 @@ def tune_model(name: str, target: str, minutes: float, work: Path) -> dict:
     session = json.loads(log.session_path.read_text())
     curve = tuning_curve(model, target, log.log_dir, session["history"], work)
     report = bench(name, target, log_root=log_root, work_dir=work / "bench")
-    tuned = next((r for r in report["results"] if r["name"] == "tvm-tuned"), None)
+    tuned = report.result("tvm-tuned")
     return {
         "model": name,
         "target": log.target,
@@ -60,11 +60,11 @@ def tune_model(name: str, target: str, minutes: float, work: Path) -> dict:
             "tasks": len(log.tasks),
             "untuned_tasks": log.untuned_tasks,
             "estimated_ms": log.estimated_ms,
-            "measured_ms": tuned["median_ms"] if tuned else None,
+            "measured_ms": tuned.median_ms if tuned else None,
             "status": log.status,
         },
         "curve": curve,
-        "bench": report,
+        "bench": report.to_json(),
         "log_dir": str(log.log_dir),
     }
 
@@ -92,7 +92,7 @@ def tuning_curve(model, target: str, log_dir: Path, history: list, work: Path) -
         latency = predictor.benchmark(repeat=20)
         points.append({"wall_s": wall_s, "trials": trials, "estimated_ms": estimated,
                        "measured_ms": round(latency.median_ms, 5),
-                       "tasks_tuned": artifact.manifest["tuning"]["tasks_tuned"]})
+                       "tasks_tuned": artifact.manifest.tuning.tasks_tuned})
         print(f"  curve: {wall_s / 60:5.1f} min, {trials:5d} trials -> {latency.median_ms:.3f} ms "
               f"(estimate {estimated})", file=sys.stderr)
     return points
@@ -155,6 +155,12 @@ def results_section() -> str:
             + plots + "\n")
 
 
+def bench_text(report: dict) -> str:
+    from tvmopt.measure.timing import Timing, timings_table
+
+    return timings_table([Timing(**r) for r in report["results"]], f"model {report['model']} on {report['target']}")
+
+
 def write_results_md() -> None:
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
@@ -186,7 +192,7 @@ def main() -> None:
         log_dir = result.pop("log_dir")  # a scratch path of this machine: not for the results file
         (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
         plot(result, RESULTS_DIR / f"{stem}.png")
-        print(format_table(result["bench"]))
+        print(bench_text(result["bench"]))
         t = result["tuning"]
         print(f"estimate {t['estimated_ms']} ms vs measured {t['measured_ms']} ms; "
               f"{t['trials']} trials in {t['wall_s'] / 60:.1f} min")

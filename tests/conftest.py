@@ -13,10 +13,28 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/models.py
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    """Every process a test starts (servers, their forked workers, tuning pools) is gone at the end.
+
+    Processes still alive a few seconds after the last test are killed and reported as an error.
+    """
+    import psutil
+
+    yield
+    me = psutil.Process()
+    _, alive = psutil.wait_procs(me.children(recursive=True), timeout=5)
+    if alive:
+        described = [f"{p.pid} {' '.join(p.cmdline()[:4]) if p.is_running() else '?'}" for p in alive]
+        for proc in alive:
+            proc.kill()
+        pytest.fail(f"{len(alive)} process(es) outlived the test suite: {'; '.join(described)}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def cnn_onnx(tmp_path_factory) -> Path:
     """The bundled example CNN (onnx.helper, 1x3x32x32)."""
-    from tvmopt.examples import write_small_cnn
+    from tvmopt.frontends.examples import write_small_cnn
 
     return write_small_cnn(tmp_path_factory.mktemp("models") / "small_cnn.onnx")
 

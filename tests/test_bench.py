@@ -20,7 +20,15 @@ def test_bench_zoo_model_json_report(tmp_path):
     results = _by_name(report)
     assert set(results) == {"tvm-untuned", "tvm-tuned", "onnxruntime", "torch"}
     assert results["onnxruntime"]["ratio_to_onnxruntime"] == 1.0
-    assert results["tvm-tuned"]["median_ms"] is None and "tvmopt tune" in results["tvm-tuned"]["note"]
+    # The log dir is empty, but the MLP's kernels are in the reference logs shipped with tvmopt.
+    from tvmopt.machine import this_machine
+    from tvmopt.targets import get_target
+
+    tuned = results["tvm-tuned"]
+    if get_target("x86-avx2").requires.problem_on(this_machine()) is None:
+        assert "kernels tuned" in tuned["note"] and tuned["median_ms"] > 0 and tuned["max_abs_diff"] < 1e-4
+    else:
+        assert tuned["median_ms"] is None and "tvmopt tune" in tuned["note"]
     for name in ("tvm-untuned", "onnxruntime", "torch"):
         r = results[name]
         assert r["median_ms"] > 0 and r["max_abs_diff"] < 1e-4, r

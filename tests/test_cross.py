@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tvmopt
-from conftest import REPO, run_cli
+from conftest import run_cli
 from tvmopt.errors import ArtifactError, TuningError
-from tvmopt.tuning import LogDatabase, make_budget
+from tvmopt.logs.store import LogDatabase
+from tvmopt.tuning import make_budget
 
 X = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
 
@@ -25,7 +27,7 @@ X = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
 @pytest.fixture(scope="module")
 def aarch64_root():
     """The emulated aarch64 environment (installs the cross toolchain and QEMU when missing)."""
-    from tvmopt.emulation import aarch64_root as prepare
+    from tvmopt.runtime.emulation import aarch64_root as prepare
 
     start = time.monotonic()
     root = prepare()
@@ -56,7 +58,7 @@ def test_arm_artifact_is_aarch64_neon_and_matches_x86_under_emulation(
     assert "fmla" in disassembly and ".4s" in disassembly  # NEON vector FMAs
     with pytest.raises(ArtifactError, match="built for aarch64.*--emulate"):
         tvmopt.load(artifact.path)
-    from tvmopt.emulation import run_emulated
+    from tvmopt.runtime.emulation import run_emulated
 
     out = run_emulated(artifact, [X])[0]
     np.testing.assert_allclose(out, x86_reference, atol=1e-4, rtol=1e-4)
@@ -82,7 +84,7 @@ needs_nvcc = pytest.mark.skipif(
 @pytest.mark.parametrize("target, arch", [("cuda-sm80", "sm_80"), ("cuda-sm90", "sm_90")])
 def test_cuda_artifact_holds_compiled_device_code(target, arch, cnn_model, tmp_path):
     artifact = tvmopt.compile(cnn_model, target, tmp_path / "gpu", log_root=None)
-    assert artifact.manifest["device_code"] == {"format": "fatbin", "arch": arch}
+    assert artifact.manifest.device_code.to_json() == {"format": "fatbin", "arch": arch}
     data = artifact.library_path.read_bytes()
     assert b"\x50\xed\x55\xba" in data and arch.encode() in data  # fatbin for this arch
     assert b"__global__" not in data  # no CUDA source left to JIT on the deployment machine
@@ -156,29 +158,33 @@ def rpc_tracker(aarch64_root):
     """A tracker, two native x86 servers (key x86) and one emulated aarch64 server (key aarch64)."""
     port = _free_port()
     python = sys.executable
+    # Each server in its own process group: its forked workers (popen_worker, the emulated
+    # aarch64 children) are killed with it at teardown.
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
     procs = [subprocess.Popen([python, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
-                               "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                               "--port-end", str(port + 1)], **quiet)]
     time.sleep(2)
     for _ in range(2):
         procs.append(subprocess.Popen(
             [python, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", *_port_args(),
-             "--tracker", f"127.0.0.1:{port}", "--key", "x86"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             "--tracker", f"127.0.0.1:{port}", "--key", "x86"], **quiet))
     keys = {"x86": 2}
     if _enable_binfmt():
         env = dict(os.environ, QEMU_LD_PREFIX=str(aarch64_root), PYTHONPATH=str(aarch64_root / "opt" / "tvmpy"))
         procs.append(subprocess.Popen(
             [str(aarch64_root / "usr" / "bin" / "python3"), "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
              *_port_args(), "--tracker", f"127.0.0.1:{port}", "--key", "aarch64"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            env=env, **quiet))
         keys["aarch64"] = 1
     try:
         _wait_for_keys(port, keys)
         yield port, keys
     finally:
         for proc in procs:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
 
 
@@ -211,14 +217,14 @@ def test_tune_arm_through_emulated_rpc_server(rpc_tracker, cnn_model, x86_refere
     port, keys = rpc_tracker
     if "aarch64" not in keys:
         pytest.skip("binfmt_misc is not available, so no emulated aarch64 RPC server")
-    from tvmopt.emulation import run_emulated
-    from tvmopt.remote import RpcDevice
+    from tvmopt.runtime.emulation import run_emulated
+    from tvmopt.runtime.remote import RpcDevice
 
     log = tvmopt.tune(cnn_model, "arm-cortex-a72", budget=make_budget("smoke", trials_per_task=2),
                       log_root=tmp_path, rpc=RpcDevice("127.0.0.1", port, "aarch64"), progress=False)
     assert log.trials_run >= 4 and not log.untuned_tasks  # emulated timings: records only
     artifact = tvmopt.compile(cnn_model, "arm-cortex-a72", tmp_path / "arm", log_root=tmp_path)
-    assert artifact.manifest["tuning"]["tasks_tuned"] == len(log.tasks)
+    assert artifact.manifest.tuning.tasks_tuned == len(log.tasks)
     np.testing.assert_allclose(run_emulated(artifact, [X])[0], x86_reference, atol=1e-4, rtol=1e-4)
 
 

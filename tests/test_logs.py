@@ -7,8 +7,8 @@ import json
 import pytest
 import tvmopt
 from conftest import run_cli
-from tvmopt import logs
-from tvmopt.tuning.database import RECORD_FILE
+from tvmopt.logs.report import show, validate
+from tvmopt.logs.store import RECORD_FILE
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,13 @@ def test_validate_reports_corrupt_lines_without_crashing(tuned_log, tmp_path):
 
 def assert_stock_tvm_reads(log_dir) -> int:
     """MetaSchedule's own JSONDatabase loads the log (format compatibility)."""
-    from tvmopt._tvm import ms
+    from tvmopt._compat import ms
 
     return len(ms.database.JSONDatabase(work_dir=str(log_dir)).get_all_tuning_records())
 
 
 def _records_per_workload(log_dir) -> dict:
-    from tvmopt.tuning.database import LogDatabase
+    from tvmopt.logs.store import LogDatabase
 
     database = LogDatabase(log_dir, readonly=True)
     return {i: len(database.get_all_records_of(mod)) for i, mod in enumerate(database.workload_modules())}
@@ -66,7 +66,7 @@ def _records_per_workload(log_dir) -> dict:
 def test_prune_keeps_the_k_best_valid_records_and_stays_readable_by_tvm(tuned_log, tmp_path):
     import shutil
 
-    from tvmopt.logtools import prune
+    from tvmopt.logs.maintain import prune
 
     copy = tmp_path / "copy"
     shutil.copytree(tuned_log.log_dir, copy)
@@ -77,27 +77,27 @@ def test_prune_keeps_the_k_best_valid_records_and_stays_readable_by_tvm(tuned_lo
     assert len(counts) == len(tuned_log.tasks) and set(counts.values()) == {1}
     assert assert_stock_tvm_reads(tmp_path / "pruned") == len(tuned_log.tasks)
     best = {t.workload_hash: t.best_us for t in tuned_log.tasks}
-    shown = {w.workload_hash: w.best_us for w in logs.show(tmp_path / "pruned")["workloads"]}
+    shown = {w.workload_hash: w.best_us for w in show(tmp_path / "pruned").workloads}
     assert shown == pytest.approx(best, rel=1e-3)  # the best record of each workload survives
 
     report = prune(copy, 2)  # in place: an atomic swap, nothing left beside it
-    assert report["records_before"] == tuned_log.trials_run and report["records_after"] <= 2 * len(tuned_log.tasks)
+    assert report.records_before == tuned_log.trials_run and report.records_after <= 2 * len(tuned_log.tasks)
     assert max(_records_per_workload(copy).values()) <= 2 and (copy / "sessions").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "pruned"]
-    assert assert_stock_tvm_reads(copy) == report["records_after"]
+    assert assert_stock_tvm_reads(copy) == report.records_after
 
 
 def test_export_import_round_trip_and_merge(tuned_log, tmp_path):
-    from tvmopt.logtools import export_log
+    from tvmopt.logs.maintain import export_log
 
     exported = export_log(tuned_log.log_dir, tmp_path / "log.json")
-    assert exported["records"] == tuned_log.trials_run
+    assert exported.records == tuned_log.trials_run
     assert json.loads((tmp_path / "log.json").read_text())["format"] == "tvmopt-log/1"
     proc = run_cli("logs", "import", str(tmp_path / "log.json"), "--log-dir", str(tmp_path / "root"), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["records_added"] == tuned_log.trials_run and report["sessions_added"] == 1
-    assert logs.validate(report["log"])["records_loaded"] == tuned_log.trials_run
+    assert validate(report["log"]).records_loaded == tuned_log.trials_run
     # Merging the original into the imported copy adds nothing: every record is a duplicate.
     proc = run_cli("logs", "merge", str(tuned_log.log_dir), "--into", report["log"], "--json")
     assert proc.returncode == 0, proc.stderr

@@ -11,9 +11,9 @@ import pytest
 import tvmopt
 from conftest import ort_run, run_cli
 from tvmopt.errors import TuningError
-from tvmopt.examples import write_small_cnn
-from tvmopt.tuning.scheduler import SessionProgress, choose_task
-from tvmopt.tuning.session import TaskSummary
+from tvmopt.frontends.examples import write_small_cnn
+from tvmopt.tuning.progress import SessionProgress, choose_task
+from tvmopt.logs.sessions import TaskSummary
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_o
     model = tvmopt.import_model(cnn_onnx)
     # This host runs AVX2 code, so the x86-avx2 log serves a host build that has no log of its own.
     artifact = tvmopt.compile(model, "host", tmp_path / "host", log_root=avx2_log.log_dir.parent)
-    tuning = artifact.manifest["tuning"]
+    tuning = artifact.manifest.tuning.to_json()
     assert tuning["tasks_tuned"] == tuning["tasks_total"] == len(avx2_log.tasks)
     assert tuning["reference_logs"] == ["x86-avx2"]
     assert {r["log"] for r in tuning["records_applied"]} == {"x86-avx2"}
@@ -54,7 +54,7 @@ def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_o
     root = tmp_path / "logs"
     shutil.copytree(avx2_log.log_dir, root / "x86-avx512")
     plain = tvmopt.compile(model, "x86-avx2", tmp_path / "avx2", log_root=root)
-    assert plain.manifest["tuning"]["tasks_tuned"] == 0 and plain.manifest["tuning"]["reference_logs"] == []
+    assert plain.manifest.tuning.tasks_tuned == 0 and plain.manifest.tuning.reference_logs == ()
 
 
 def test_cost_model_warm_start_from_another_models_log(avx2_log, mlp_onnx, tmp_path):

@@ -5,7 +5,9 @@ import json
 import pytest
 import tvmopt
 from tvmopt.errors import TargetError
-from tvmopt.targets import compatibility_problem, get_target, host_fingerprint, list_targets
+from dataclasses import replace
+
+from tvmopt.targets import get_target, host_machine, list_targets
 
 SHIPPED = {"host", "x86-avx2", "x86-avx512", "arm-cortex-a72", "arm-neoverse-n1", "cuda-sm80", "cuda-sm90"}
 
@@ -20,31 +22,34 @@ def test_registry_lists_every_shipped_target_and_each_is_valid_tvm():
 
 
 def test_host_is_resolved_from_this_machine():
-    fp = host_fingerprint()
+    machine = host_machine()
     host = get_target("host")
-    assert host.target["mcpu"] == fp["llvm_cpu"] != "generic"
+    assert host.target["mcpu"] == machine.llvm_cpu != "generic"
     assert host.target["mtriple"] in ("x86_64-linux-gnu", "aarch64-linux-gnu")
-    assert host.target["num-cores"] == fp["cores"]
-    assert host.log_name == f"host-{fp['llvm_cpu']}-{fp['cores']}c"
+    assert host.target["num-cores"] == machine.cores
+    assert host.log_name == f"host-{machine.llvm_cpu}-{machine.cores}c"
     assert host.is_local_cpu
 
 
 def test_cross_targets_are_not_runnable_here_and_say_why():
-    fp = host_fingerprint()
+    machine = host_machine()
     arm = get_target("arm-cortex-a72")
     assert arm.cross_compiler == "aarch64-linux-gnu-g++"
     assert arm.tvm_target().attrs["mtriple"] == "aarch64-linux-gnu"
-    if fp["arch"] == "x86_64":
-        assert "aarch64" in compatibility_problem(arm.requires, fp)
+    if machine.arch == "x86_64":
+        assert "aarch64" in arm.requires.problem_on(machine)
     cuda = get_target("cuda-sm90")
     assert str(cuda.tvm_target().attrs["arch"]) == "sm_90"
     assert cuda.tvm_target().host is not None
 
 
 def test_missing_cpu_feature_is_reported():
-    fp = dict(host_fingerprint(), cpu_flags=["avx2", "fma"])
-    problem = compatibility_problem(get_target("x86-avx512").requires, fp)
+    machine = replace(host_machine(), cpu_flags=("avx2", "fma"))
+    problem = get_target("x86-avx512").requires.problem_on(machine)
     assert problem and "avx512f" in problem
+    # an AVX2 build runs where AVX-512 does, not the other way round
+    assert get_target("x86-avx2").requires.runs_on(get_target("x86-avx512").requires)
+    assert not get_target("x86-avx512").requires.runs_on(get_target("x86-avx2").requires)
 
 
 def test_unknown_target_lists_known_ones():

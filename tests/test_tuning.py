@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tvmopt
 from conftest import REPO, ort_run
-from tvmopt.tuning import LogDatabase, make_budget
-from tvmopt.tuning.database import RECORD_FILE, WORKLOAD_FILE
+from tvmopt.logs.store import LogDatabase
+from tvmopt.tuning import make_budget
+from tvmopt.logs.store import RECORD_FILE, WORKLOAD_FILE
 
 
 def record_lines(log_dir: Path) -> list[list]:
@@ -28,7 +29,7 @@ def assert_no_duplicate_measurements(log_dir: Path) -> None:
 
 def assert_stock_tvm_reads(log_dir: Path) -> int:
     """MetaSchedule's own JSONDatabase must load what we wrote (format compatibility)."""
-    from tvmopt._tvm import ms
+    from tvmopt._compat import ms
 
     return len(ms.database.JSONDatabase(work_dir=str(log_dir)).get_all_tuning_records())
 
@@ -46,7 +47,7 @@ def test_tuned_cnn_matches_onnxruntime_and_logs_every_trial(cnn_onnx, tmp_path):
     assert session["machine"]["tvm_version"] and session["machine"]["cores"] >= 1
 
     artifact = tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path)
-    assert artifact.manifest["tuning"]["tasks_tuned"] == len(log.tasks)
+    assert artifact.manifest.tuning.tasks_tuned == len(log.tasks)
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
     out = tvmopt.load(artifact.path)(x)[0]
     np.testing.assert_allclose(out, ort_run(cnn_onnx, {"input": x})[0], atol=1e-4, rtol=1e-4)
@@ -61,7 +62,7 @@ def test_tuned_mlp_matches_onnxruntime(mlp_onnx, tmp_path):
     model = tvmopt.import_model(mlp_onnx)
     tvmopt.tune(model, "host", budget="smoke", log_root=tmp_path, progress=False)
     artifact = tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path)
-    assert artifact.manifest["tuning"]["tasks_tuned"] >= 1
+    assert artifact.manifest.tuning.tasks_tuned >= 1
     x = np.random.default_rng(1).standard_normal((1, 64)).astype("float32")
     np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(mlp_onnx, {"x": x})[0], atol=1e-4, rtol=1e-4)
 
@@ -73,7 +74,7 @@ def test_tuned_transformer_matches_onnxruntime(transformer_onnx, tmp_path):
     # MetaSchedule's search may hand over one more candidate than asked in a task's last batch
     assert 0 < log.trials_run <= 2 * 16
     artifact = tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path)
-    assert artifact.manifest["tuning"]["tasks_tuned"] >= 1
+    assert artifact.manifest.tuning.tasks_tuned >= 1
     x = np.random.default_rng(2).standard_normal((1, 8, 32)).astype("float32")
     np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(transformer_onnx, {"x": x})[0], atol=1e-4, rtol=1e-4)
 
@@ -109,14 +110,14 @@ def test_sigkill_loses_no_measurement_and_rerun_resumes(cnn_onnx, tmp_path):
     assert_no_duplicate_measurements(log_dir)
     db = LogDatabase(log_dir, readonly=True)
     model = tvmopt.import_model(cnn_onnx)
-    from tvmopt import _tvm
-    from tvmopt.optimize import fused_module
+    from tvmopt.compiler.passes import extract_tasks, fuse
 
     target = tvmopt.get_target("host").tvm_target()
-    for task in _tvm.extract_tasks(fused_module(model, target), target):
+    tasks = extract_tasks(fuse(model.mod, target), target)
+    for task in tasks:
         # each task reached its budget across both sessions (or its search space ran out)
         assert db.trials_for(task.dispatched[0]) >= 1
-    assert sum(db.trials_for(t.dispatched[0]) for t in _tvm.extract_tasks(fused_module(model, target), target)) == len(final)
+    assert sum(db.trials_for(t.dispatched[0]) for t in tasks) == len(final)
     assert assert_stock_tvm_reads(log_dir) == len(final)
 
 

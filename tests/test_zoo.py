@@ -1,4 +1,4 @@
-"""The benchmark zoo (tvmopt.zoo): every model exported to ONNX, checked against PyTorch and
+"""The benchmark zoo (tvmopt.frontends.zoo): every model exported to ONNX, checked against PyTorch and
 ONNX Runtime, and compiled untuned by TVM from both the ONNX file and the nn.Module.
 
 Untuned TVM on CPU is slow (ResNet-18 ~2 s a run on 2 cores), so each compiled model runs once.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tvmopt
-from tvmopt import zoo
+from tvmopt.frontends import zoo
 from tvmopt.errors import TvmoptError
 
 torch = pytest.importorskip("torch")
@@ -90,7 +90,7 @@ def test_zoo_names_and_unknown_name():
 def test_import_needs_no_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import tvmopt.zoo as z\n"
+        "import tvmopt.frontends.zoo as z\n"
         "from tvmopt.errors import MissingDependencyError\n"
         "assert z.get('bert4').input_names == ('input_ids', 'attention_mask')\n"
         "try:\n    z.get('mlp').build()\nexcept MissingDependencyError:\n    pass\n"

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 import tvmopt
-from tvmopt.examples import write_small_cnn
+from tvmopt.frontends.examples import write_small_cnn
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--budget", default="quick", choices=["smoke", "quick", "full"])
@@ -29,7 +29,7 @@ print(f"{log.trials_run} new trials, estimated latency {log.estimated_ms} ms, lo
 
 # 3. Compile with the best records found and write an artifact (library + manifest.json).
 artifact = tvmopt.compile(model, "host", args.output, log_root=args.log_root)
-print("artifact:", artifact.path, "kernels tuned:", artifact.manifest["tuning"]["tasks_tuned"])
+print("artifact:", artifact.path, "kernels tuned:", artifact.manifest.tuning.tasks_tuned)
 
 # 4. Load it as production code would, run it, and compare with ONNX Runtime.
 predictor = tvmopt.load(artifact.path)

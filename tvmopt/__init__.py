@@ -4,28 +4,57 @@ The verbs, in pipeline order:
     model = tvmopt.import_model("model.onnx")            # frontends
     log = tvmopt.tune(model, "host", budget="quick")     # tuning (MetaSchedule + XGBoost)
     artifact = tvmopt.compile(model, "host", "out/")      # compiler -> artifact dir
-    predictor = tvmopt.load("out/")                       # runtime
+    predictor = tvmopt.load("out/")                       # runtime (needs no compiler)
+
+Attributes are imported on first use: `import tvmopt` is cheap, and `tvmopt.load` never
+imports the compiler, torch or onnx.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import TvmoptError  # noqa: E402
-from .frontends import import_model  # noqa: E402
-from .model import Model, TensorSpec  # noqa: E402
-from .targets import get_target, list_targets  # noqa: E402
-from .tuning import tune  # noqa: E402
-from .compiler import compile  # noqa: E402  (shadows the builtin on purpose: the verb)
-from .runtime import load  # noqa: E402
+# name -> (module, attribute)
+_LAZY = {
+    "import_model": ("tvmopt.frontends", "import_model"),
+    "tune": ("tvmopt.tuning", "tune"),
+    "compile": ("tvmopt.compiler", "compile"),  # shadows the builtin on purpose: the verb
+    "load": ("tvmopt.runtime", "load"),
+    "run": ("tvmopt.runtime", "run"),
+    "Model": ("tvmopt.model", "Model"),
+    "TensorSpec": ("tvmopt.specs", "TensorSpec"),
+    "Predictor": ("tvmopt.runtime", "Predictor"),
+    "TuningLog": ("tvmopt.tuning", "TuningLog"),
+    "Artifact": ("tvmopt.runtime", "Artifact"),
+    "get_target": ("tvmopt.targets", "get_target"),
+    "list_targets": ("tvmopt.targets", "list_targets"),
+    "TvmoptError": ("tvmopt.errors", "TvmoptError"),
+}
 
-__all__ = [
-    "__version__",
-    "TvmoptError",
-    "import_model",
-    "Model",
-    "TensorSpec",
-    "get_target",
-    "list_targets",
-    "tune",
-    "compile",
-    "load",
-]
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
+    from .compiler import compile  # noqa: F401
+    from .errors import TvmoptError  # noqa: F401
+    from .frontends import import_model  # noqa: F401
+    from .model import Model  # noqa: F401
+    from .runtime import Artifact, Predictor, load, run  # noqa: F401
+    from .specs import TensorSpec  # noqa: F401
+    from .targets import get_target, list_targets  # noqa: F401
+    from .tuning import TuningLog, tune  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tvmopt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

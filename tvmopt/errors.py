@@ -41,8 +41,28 @@ class ArtifactError(TvmoptError):
     """A compiled artifact is missing, corrupt, or built for another target or TVM version."""
 
 
+class LogError(TvmoptError):
+    """A tuning log (or an exported log file) is missing, corrupt or of another format."""
+
+
+class RemoteError(TvmoptError):
+    """The RPC tracker or the device cannot be reached, or the artifact failed there."""
+
+
+class EmulationError(TvmoptError):
+    """The emulated aarch64 environment cannot be prepared or the artifact failed in it."""
+
+
 class MissingDependencyError(TvmoptError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+def last_line(err: BaseException, limit: int = 300) -> str:
+    """The informative part of an exception: TVM and the frontends put the reason on the last
+    non-empty line of a long multi-line message (a C++ backtrace comes first)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    message = lines[-1] if lines else type(err).__name__
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def require(module: str, extra: str):

@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tvm
+from .errors import TargetError, last_line
+from .machine import INTERESTING_FLAGS, TRIPLES, Machine, Requirements, this_machine, with_llvm_cpu
+from .resources import bundled_targets_dir
 
-from . import __version__
-from ._tvm import TVM_VERSION, host_cpu_name
-from .errors import TargetError
+if TYPE_CHECKING:
+    import tvm
 
-PACKAGE_TARGETS = Path(__file__).resolve().parent.parent / "targets"
 REQUIRED_KEYS = ("name", "description", "device", "target")
 DEVICES = ("cpu", "cuda")
-# LLVM's triple per machine arch; the wheel's LLVM reports 'x86_64-conda-linux-gnu' for the
-# host, which we never want in a target: spell the plain triple out.
-_TRIPLES = {"x86_64": "x86_64-linux-gnu", "amd64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu", "arm64": "aarch64-linux-gnu"}
-_INTERESTING_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
-    "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
-)
 
 
 @dataclass(frozen=True)
@@ -43,19 +36,21 @@ class TargetSpec:
     target: dict
     host: dict | None = None
     cross_compiler: str | None = None
-    requires: dict = field(default_factory=dict)
+    requires: Requirements = field(default_factory=Requirements)
     source: str = ""
     log_name: str = ""  # directory name under tuning_logs/ (host: host-<cpu>-<cores>c)
 
-    def tvm_target(self) -> tvm.target.Target:
+    def tvm_target(self) -> "tvm.target.Target":
+        import tvm
+
         try:
             if self.host:
                 return tvm.target.Target(self.target, host=self.host)
             return tvm.target.Target(self.target)
         except Exception as err:  # noqa: BLE001 - TVM raises several kinds
-            raise TargetError(f"target '{self.name}' ({self.source}): TVM rejects it: {_first_line(err)}") from err
+            raise TargetError(f"target '{self.name}' ({self.source}): TVM rejects it: {last_line(err)}") from err
 
-    def tuning_target(self, cores: int) -> tvm.target.Target:
+    def tuning_target(self, cores: int) -> "tvm.target.Target":
         """The TVM Target to tune with: MetaSchedule's CPU rules need `num-cores` (how many threads
         to parallelise for), which a portable target leaves to the machine that measures."""
         if self.device != "cpu" or "num-cores" in self.target:
@@ -65,7 +60,7 @@ class TargetSpec:
     @property
     def is_local_cpu(self) -> bool:
         """True when artifacts for this target run on this machine."""
-        return compatibility_problem(self.requires, host_fingerprint()) is None
+        return self.device == "cpu" and self.requires.problem_on(host_machine()) is None
 
     def to_json(self) -> dict:
         return {
@@ -75,19 +70,14 @@ class TargetSpec:
             "target": self.target,
             "host": self.host,
             "cross_compiler": self.cross_compiler,
-            "requires": self.requires,
+            "requires": self.requires.to_json(),
         }
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
 
 
 def registry_dirs() -> list[Path]:
     """Where target files are looked up, first match wins: $TVMOPT_TARGETS_PATH, ./targets, bundled."""
     dirs = [Path(p) for p in os.environ.get("TVMOPT_TARGETS_PATH", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "targets", PACKAGE_TARGETS]
+    dirs += [Path.cwd() / "targets", bundled_targets_dir()]
     seen, out = set(), []
     for d in dirs:
         key = d.resolve()
@@ -125,7 +115,7 @@ def load_target_file(path: str | Path) -> TargetSpec:
         target=dict(target),
         host=data.get("host"),
         cross_compiler=data.get("cross_compiler"),
-        requires=dict(data.get("requires") or {}),
+        requires=Requirements.from_json(data.get("requires")),
         source=str(path),
         log_name=str(data["name"]),
     )
@@ -134,20 +124,20 @@ def load_target_file(path: str | Path) -> TargetSpec:
 
 
 def _resolve_host(data: dict, path: Path) -> TargetSpec:
-    fp = host_fingerprint()
-    triple = _TRIPLES.get(fp["arch"])
+    machine = host_machine()
+    triple = TRIPLES.get(machine.arch)
     if triple is None:
-        raise TargetError(f"{path}: cannot resolve host: unsupported machine architecture {fp['arch']!r}")
-    cpu = fp["llvm_cpu"]
-    target = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": fp["cores"]}
+        raise TargetError(f"{path}: cannot resolve host: unsupported machine architecture {machine.arch!r}")
+    cpu = machine.llvm_cpu
+    target = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": machine.cores}
     return TargetSpec(
         name=str(data["name"]),
         description=str(data["description"]),
         device="cpu",
         target=target,
-        requires={"arch": fp["arch"], "cpu_flags": [f for f in fp["cpu_flags"] if f in _INTERESTING_FLAGS]},
+        requires=Requirements(machine.arch, tuple(f for f in machine.cpu_flags if f in INTERESTING_FLAGS)),
         source=str(path),
-        log_name=f"host-{cpu}-{fp['cores']}c",
+        log_name=f"host-{cpu}-{machine.cores}c",
     )
 
 
@@ -161,8 +151,10 @@ def list_targets() -> list[TargetSpec]:
     return sorted(found.values(), key=lambda s: s.name)
 
 
-def get_target(name_or_path: str) -> TargetSpec:
-    """A target by registry name, or by path to a target JSON file."""
+def get_target(name_or_path: "str | TargetSpec") -> TargetSpec:
+    """A target by registry name, or by path to a target JSON file (a TargetSpec passes through)."""
+    if isinstance(name_or_path, TargetSpec):
+        return name_or_path
     if name_or_path.endswith(".json") or os.sep in name_or_path:
         return load_target_file(name_or_path)
     for d in registry_dirs():
@@ -170,55 +162,17 @@ def get_target(name_or_path: str) -> TargetSpec:
         if path.is_file():
             return load_target_file(path)
     names = sorted({p.stem for d in registry_dirs() for p in d.glob("*.json")})
-    raise TargetError(f"unknown target '{name_or_path}'; known targets: {', '.join(names)} (or a path to a .json file)")
+    known = ", ".join(names) or f"(none: no targets/*.json found in {', '.join(map(str, registry_dirs())) or '-'})"
+    raise TargetError(f"unknown target '{name_or_path}'; known targets: {known} (or a path to a .json file)")
 
 
 @lru_cache(maxsize=1)
-def host_fingerprint() -> dict:
-    """What identifies this machine for tuning results: CPU, cores, ISA flags, versions."""
-    arch = platform.machine().lower()
-    model, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model", "CPU part") and model == "unknown":
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    return {
-        "arch": arch,
-        "cpu_model": model,
-        "llvm_cpu": host_cpu_name(),
-        "cores": len(os.sched_getaffinity(0)),
-        "cpu_flags": sorted(f for f in flags if f in _INTERESTING_FLAGS),
-        "os": platform.platform(),
-        "tvm_version": TVM_VERSION,
-        "tvmopt_version": __version__,
-    }
+def host_machine() -> Machine:
+    """This machine with LLVM's name for its CPU (e.g. 'znver4').
 
+    Workaround: the wheel's LLVM refuses mcpu=native (falls back to 'generic', losing AVX),
+    so the host target asks LLVM for the concrete CPU name instead.
+    """
+    import tvm
 
-def compatibility_problem(requires: dict, fingerprint: dict) -> str | None:
-    """Why a machine with `fingerprint` cannot run code built with `requires`, or None."""
-    arch = requires.get("arch")
-    if arch and _TRIPLES.get(arch, arch) != _TRIPLES.get(fingerprint["arch"], fingerprint["arch"]):
-        return f"built for {arch}, this machine is {fingerprint['arch']}"
-    missing = [f for f in requires.get("cpu_flags", []) if f not in fingerprint["cpu_flags"]]
-    if missing:
-        cpu = fingerprint.get("cpu_model", "the target")
-        return f"needs CPU features {', '.join(missing)} that this CPU ({cpu}) lacks"
-    if requires.get("gpu"):
-        return _gpu_problem(requires["gpu"])
-    return None
-
-
-def _gpu_problem(arch: str) -> str | None:
-    try:
-        dev = tvm.runtime.cuda(0)
-        if not dev.exist:
-            return f"needs an NVIDIA GPU ({arch}); none is visible to TVM's CUDA runtime here"
-    except Exception as err:  # noqa: BLE001
-        return f"needs an NVIDIA GPU ({arch}); TVM's CUDA runtime is unavailable: {_first_line(err)}"
-    return None
+    return with_llvm_cpu(this_machine(), str(tvm.target.codegen.llvm_get_system_cpu()))

@@ -1,0 +1,68 @@
+"""What the verb adapters share: argument groups, model import from arguments, table printing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+
+def model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX file (.onnx) or torch.export program (.pt2)")
+    parser.add_argument(
+        "--input-shape", action="append", default=[], metavar="NAME:DIMS",
+        help="fix an input's shape, e.g. input_ids:1x128 (repeat per input); needed to tune dynamic dims",
+    )
+
+
+def target_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-t", "--target", default="host",
+        help="registry name (see `tvmopt targets`) or path to a target .json (default: host)",
+    )
+
+
+def log_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-dir", default="tuning_logs", help="root of the tuning logs (default: tuning_logs)")
+
+
+def rpc_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--rpc-tracker", metavar="HOST:PORT", help=what)
+    parser.add_argument("--rpc-key", metavar="KEY", help="device key the RPC servers registered with")
+
+
+def rpc_device(args):
+    """The RpcDevice named by --rpc-tracker/--rpc-key, or None."""
+    from ..errors import RemoteError
+
+    if not args.rpc_tracker:
+        if args.rpc_key:
+            raise RemoteError("--rpc-key needs --rpc-tracker HOST:PORT")
+        return None
+    from ..runtime.remote import RpcDevice
+
+    return RpcDevice.parse(args.rpc_tracker, args.rpc_key)
+
+
+def import_from_args(args):
+    """The Model named by `model` and `--input-shape` arguments."""
+    from ..frontends import import_model
+    from ..specs import parse_shape
+
+    shapes = dict(parse_shape(s) for s in args.input_shape)
+    return import_model(args.model, input_shapes=shapes or None)
+
+
+def table_text(header: Sequence, rows: Sequence[Sequence]) -> str:
+    """Left-aligned columns with a dashed rule under the header."""
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def table(header: Sequence, rows: Sequence[Sequence]) -> None:
+    print(table_text(header, rows))

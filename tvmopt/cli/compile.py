@@ -1,0 +1,38 @@
+"""`tvmopt compile MODEL -t TARGET -o DIR`: apply the best records and build an artifact."""
+
+from __future__ import annotations
+
+from .common import import_from_args, log_arg, model_args, target_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="apply the best tuning records and build an artifact",
+                       description="Build MODEL for a target into an artifact directory (library + manifest.json). "
+                                   "Kernels without a tuning record get TVM's default schedule.")
+    model_args(p)
+    target_arg(p)
+    log_arg(p)
+    p.add_argument("--no-tuning", action="store_true", help="ignore tuning logs (untuned build)")
+    p.add_argument("-o", "--output", help="artifact directory (default: artifacts/<model>-<target>)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..compiler import compile as compile_model, default_output
+    from ..targets import get_target
+
+    model = import_from_args(args)
+    spec = get_target(args.target)
+    output = args.output or default_output(model, spec)
+    artifact = compile_model(model, spec, output, log_root=None if args.no_tuning else args.log_dir)
+    manifest = artifact.manifest
+    tuning = manifest.tuning
+    print(f"wrote {artifact.path} ({spec.name}; {tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned, "
+          f"build {manifest.build_s} s)")
+    if tuning.reference_logs:
+        print(f"{tuning.borrowed()} kernel(s) use records of the compatible reference log(s) "
+              f"{', '.join(tuning.reference_logs)} (zero tuning for them)")
+    if tuning.tasks_total and tuning.untuned:
+        print(f"note: {tuning.untuned} kernel(s) had no record in {tuning.log_dir} and use TVM's default "
+              "schedule; `tvmopt tune` them for speed")
+    return 0

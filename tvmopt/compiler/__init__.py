@@ -1,0 +1,80 @@
+"""The compile stage: graph passes, the best tuning records, codegen for the target -> Artifact.
+
+Kernels with no record in the target's (or a compatible reference) log keep TVM's default
+(unscheduled) lowering, which is correct but slow; the manifest says which kernels were tuned
+so that is never hidden.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import __version__
+from .._compat import TVM_VERSION
+from ..errors import CompileError, last_line
+from ..logs import DEFAULT_LOG_ROOT
+from ..model import Model
+from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
+from ..targets import TargetSpec, get_target, host_machine
+from .codegen import build, device_code, export_library
+from .package import write_artifact
+from .passes import fuse
+from .records import apply_records
+
+__all__ = ["compile", "default_output"]
+
+
+def compile(  # noqa: A001 - the pipeline's verb
+    model: Model,
+    target: str | TargetSpec = "host",
+    output: str | os.PathLike = "artifact",
+    *,
+    log_root: str | os.PathLike | None = DEFAULT_LOG_ROOT,
+) -> Artifact:
+    """Build `model` for `target` into the artifact directory `output`.
+
+    `log_root=None` compiles without tuning records (every kernel untuned).
+    """
+    spec = get_target(target)
+    tvm_target = spec.tvm_target()
+    if spec.cross_compiler and not shutil.which(spec.cross_compiler):
+        raise CompileError(
+            f"target {spec.name} exports with the cross compiler '{spec.cross_compiler}', which is not "
+            "installed (Debian: apt-get install g++-aarch64-linux-gnu)"
+        )
+    try:
+        fused = fuse(model.mod, tvm_target)
+    except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
+        raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {last_line(err)}") from err
+    fused, tuning = apply_records(fused, tvm_target, spec, Path(log_root) if log_root is not None else None)
+    started = time.monotonic()
+    try:
+        executable = build(fused, tvm_target)
+    except Exception as err:  # noqa: BLE001 - TVM raises many kinds
+        raise CompileError(f"model {model.name} for {spec.name}: build failed: {last_line(err)}") from err
+    manifest = Manifest(
+        model=ModelInfo(model.name, model.source, model.format, model.sha256),
+        inputs=model.inputs,
+        outputs=model.outputs,
+        target=TargetInfo(spec.name, spec.log_name, spec.device, spec.target, spec.host, spec.requires),
+        tvm_version=TVM_VERSION,
+        tvmopt_version=__version__,
+        built_on=host_machine(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        tuning=tuning,
+    )
+
+    def write_library(path: str) -> Manifest:
+        export_library(executable, path, spec.cross_compiler)
+        code = device_code(path, spec.name, str(spec.target.get("arch", ""))) if spec.device == "cuda" else None
+        return replace(manifest, build_s=round(time.monotonic() - started, 2), device_code=code)
+
+    return write_artifact(output, manifest, write_library)
+
+
+def default_output(model: Model, spec: TargetSpec) -> Path:
+    return Path("artifacts") / f"{model.name}-{spec.log_name}"

@@ -1,0 +1,73 @@
+"""What `tvmopt inspect` shows: operators before fusion, fused kernels and tuning tasks after."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+
+from .._compat import PrimFunc
+from ..logs.workload import estimate_flops
+from ..model import Model
+from .passes import extract_tasks, fuse
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    flops: float
+    calls: int
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    weight: int
+    flops: float
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    op_counts: dict[str, int]
+    kernels: list[Kernel]
+    tasks: list[Task]
+
+    @property
+    def total_flops(self) -> float:
+        return sum(k.flops * k.calls for k in self.kernels)
+
+
+def op_counts(mod: tvm.IRModule) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            counts[expr.op.name.removeprefix("relax.")] += 1
+
+    for _, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return dict(counts.most_common())
+
+
+def describe(model: Model, target: tvm.target.Target) -> ModelReport:
+    fused = fuse(model.mod, target)
+    calls: Counter[str] = Counter()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.call_tir":
+            calls[expr.args[0].name_hint] += 1
+
+    relax.analysis.post_order_visit(fused["main"], visit)
+    kernels = [
+        Kernel(gv.name_hint, estimate_flops(func), calls.get(gv.name_hint, 0))
+        for gv, func in fused.functions.items()
+        if isinstance(func, PrimFunc)
+    ]
+    kernels.sort(key=lambda k: -k.flops * max(k.calls, 1))
+    tasks = []
+    if model.is_static:
+        tasks = [Task(t.task_name, int(t.weight), estimate_flops(t.dispatched[0])) for t in extract_tasks(fused, target)]
+    return ModelReport(op_counts(model.mod), kernels, tasks)

@@ -1,0 +1,79 @@
+"""Graph-level optimisation (Relax FuseOps/FuseTIR) and the tuning tasks it yields.
+
+`fuse` is the one function both tuning and compiling call, so the kernels tuned are
+structurally the kernels compiled (records are matched by structure).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import tvm
+from tvm import relax
+
+from .._compat import ms
+from ..native_output import captured
+
+
+def fuse(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """Legalize to TIR, fold constants, FuseOps + FuseTIR.
+
+    The same sequence as relax.pipeline.static_shape_tuning_pipeline before its tuning step,
+    plus FastMathTransform: erf/exp/tanh/softmax become TOPI's vectorizable polynomial forms.
+    LLVM has no erf intrinsic, so a GELU epilogue called scalar libm erff per element: in the
+    BERT-style zoo model the FFN matmul+GELU kernel took 62% of the tuned time (10.9 of 17.5 ms,
+    benchmarks/kernel_profile.py) against ORT's 1.8 ms for the same GEMMs.
+    """
+    from tvm.relax import transform
+
+    with target, captured():
+        return tvm.transform.Sequential(
+            [
+                transform.DecomposeOpsForInference(),
+                transform.CanonicalizeBindings(),
+                transform.FastMathTransform(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
+
+
+def extract_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> list:
+    """MetaSchedule tuning tasks (ExtractedTask: task_name, dispatched, weight) of a fused module."""
+    register_tensor_intrinsics(target)
+    return list(ms.relax_integration.extract_tasks(fused, target))
+
+
+_INTRINSICS_DONE: set[str] = set()
+
+
+def register_tensor_intrinsics(target: tvm.target.Target) -> None:
+    """Register the tensor intrinsics MetaSchedule may tensorize to, for this target only.
+
+    Workaround: `import tvm.s_tir.tensor_intrin` (done by TuneContext and by every
+    LocalBuilder worker) costs ~21 s, 20 s of it parsing CUDA MMA intrinsics. On CPU
+    targets we import only the x86 / Arm sets and mark the package imported, so that
+    TVM's own `import tvm.s_tir.tensor_intrin` becomes a no-op. CUDA targets get all.
+    """
+    kind = target.kind.name
+    arm = str(target.attrs.get("mtriple", "")).startswith(("aarch64", "arm"))
+    key = f"{kind}-{'arm' if arm else 'other'}"
+    if key in _INTRINSICS_DONE:
+        return
+    package = "tvm.s_tir.tensor_intrin"
+    if kind != "llvm":
+        module = sys.modules.get(package)
+        if module is not None and getattr(module, "_tvmopt_partial", False):
+            module.__spec__.loader.exec_module(module)  # run the real __init__: all intrinsics
+            module._tvmopt_partial = False
+        importlib.import_module(package)
+    elif package not in sys.modules:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)  # the package, its __init__ not run
+        module._tvmopt_partial = True
+        sys.modules[package] = module
+    if kind == "llvm":
+        importlib.import_module(package + (".arm_cpu" if arm else ".x86"))
+    _INTRINSICS_DONE.add(key)

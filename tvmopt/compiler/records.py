@@ -1,0 +1,89 @@
+"""Which tuning records a build applies: the target's own log, then compatible reference logs.
+
+A reference log is the log of another registered target whose code this target's machines can
+run (same arch, a subset of its CPU features): its schedules apply as they are, e.g. the shipped
+x86-avx512 and x86-avx2 logs on an AVX-512 host. They are looked up under the user's log root
+and among the logs shipped with tvmopt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from ..logs import log_dir_for
+from ..logs.store import LogDatabase, is_log
+from ..logs.workload import record_seconds, workload_hash
+from ..resources import shipped_logs_root
+from ..runtime.artifact import AppliedRecord, TuningInfo
+from ..targets import TargetSpec, list_targets
+from .passes import extract_tasks
+
+
+def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
+    """Compatible reference logs under `log_root` and the shipped logs, most specific first."""
+    if spec.device != "cpu" or not spec.requires.arch:
+        return []
+    own = log_dir_for(spec, log_root).resolve()
+    found: dict[Path, tuple[int, Path]] = {}
+    for root in (log_root, shipped_logs_root()):
+        for other in list_targets():
+            path = log_dir_for(other, root)
+            key = path.resolve()
+            if other.device != "cpu" or key == own or key in found or not is_log(path):
+                continue
+            if other.requires.runs_on(spec.requires):
+                found[key] = (len(other.requires.cpu_flags), path)
+    return [path for _, path in sorted(found.values(), key=lambda f: -f[0])]
+
+
+def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, dict[str, str], Path]:
+    """The target's own log plus, for the workloads it lacks, records of compatible reference logs.
+
+    Returns the (read-only) database, the name of the log each adopted workload came from (by
+    workload hash), and the target's own log directory.
+    """
+    log_dir = log_dir_for(spec, log_root)
+    database = LogDatabase(log_dir, readonly=True) if is_log(log_dir) else None
+    sources: dict[str, str] = {}
+    for path in reference_logs(spec, log_root):
+        if database is None:
+            database = LogDatabase(path, readonly=True)
+            sources.update({digest: path.name for digest in database.workloads_by_hash()})
+        else:
+            sources.update({digest: path.name for digest in database.add_fallback(LogDatabase(path, readonly=True))})
+    return database, sources, log_dir
+
+
+def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec,
+                  log_root: Path | None) -> tuple[tvm.IRModule, TuningInfo]:
+    """Replace every fused kernel that has a valid record by its best schedule; say which did."""
+    if log_root is None:
+        return fused, TuningInfo()
+    database, sources, log_dir = open_records(spec, Path(log_root))
+    if database is None:
+        return fused, TuningInfo(log_dir=str(log_dir), tasks_total=_count_tasks(fused, target))
+    try:
+        tasks = extract_tasks(fused, target)
+    except Exception:  # noqa: BLE001 - dynamic shapes: nothing can match a record anyway
+        return fused, TuningInfo(log_dir=str(log_dir))
+    applied = []
+    for task in tasks:
+        best = database.best_record(task.dispatched[0])
+        if best is not None:
+            log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
+            applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
+    if applied:
+        with target, database:
+            fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
+    references = tuple(sorted({a.log for a in applied} - {log_dir.name}))
+    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references)
+
+
+def _count_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> int:
+    try:
+        return len(extract_tasks(fused, target))
+    except Exception:  # noqa: BLE001 - dynamic shapes
+        return 0

@@ -1,0 +1,143 @@
+"""`tvmopt bench`: TVM (untuned, tuned) against ONNX Runtime and PyTorch, measured in one run.
+
+Every contender is timed the same way (wall clock around one call, inputs already on the
+device), interleaved round by round so that machine noise hits all of them alike; the result is
+the median of the round medians, with its ratio to ONNX Runtime and the max abs difference of
+its outputs from ONNX Runtime's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..compiler import compile as compile_model
+from ..frontends import import_model
+from ..logs import DEFAULT_LOG_ROOT
+from ..machine import Machine
+from ..runtime import load
+from ..targets import get_target, host_machine
+from .baselines import OrtSession
+from .timing import Timing, interleaved_medians, max_abs_diff, timings_table
+
+ORDER = ("tvm-untuned", "tvm-tuned", "onnxruntime", "torch", "torch-compile")
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """The result of one bench run (its to_json is the `--json` schema)."""
+
+    model: str
+    target: str
+    results: list[Timing]
+    machine: Machine
+    threads: int
+    method: str
+
+    def result(self, name: str) -> Timing | None:
+        return next((r for r in self.results if r.name == name), None)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "target": self.target, "results": [r.to_json() for r in self.results],
+                "machine": self.machine.to_json() | {"threads": self.threads}, "method": self.method}
+
+    def format(self) -> str:
+        return timings_table(self.results, f"model {self.model} on {self.target} ({self.method})")
+
+
+def bench(
+    model_ref: str,
+    target: str = "host",
+    *,
+    log_root: str | os.PathLike = DEFAULT_LOG_ROOT,
+    rounds: int = 10,
+    runs: int = 10,
+    torch_compile: bool = True,
+    work_dir: str | os.PathLike | None = None,
+) -> BenchReport:
+    """Benchmark a zoo model name or an ONNX file on this machine."""
+    from ..frontends import zoo
+
+    work = Path(work_dir or tempfile.mkdtemp(prefix="tvmopt-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    zoo_model = zoo.ZOO.get(model_ref)
+    if zoo_model is not None:
+        onnx_path = zoo_model.export_onnx(work / f"{zoo_model.name}.onnx")
+        example = zoo_model.example_inputs()
+        feeds = {n: t.numpy() for n, t in zip(zoo_model.input_names, example)}
+    else:
+        onnx_path = Path(model_ref)
+        feeds = None
+    model = import_model(onnx_path)
+    spec = get_target(target)
+    untuned = load(compile_model(model, spec, work / "untuned", log_root=None).path)
+    feeds = feeds or untuned.random_inputs()
+    tuned_artifact = compile_model(model, spec, work / "tuned", log_root=log_root)
+    tuning = tuned_artifact.manifest.tuning
+
+    threads = len(os.sched_getaffinity(0))
+    ort = OrtSession(onnx_path, threads)
+    reference = ort(feeds)
+    contenders: dict[str, Callable[[], object]] = {}
+    outputs: dict[str, list] = {}
+    notes: dict[str, str] = {}
+
+    contenders["tvm-untuned"], outputs["tvm-untuned"] = untuned.bound_call(feeds), untuned(**feeds)
+    if tuning.tasks_tuned:
+        tuned = load(tuned_artifact.path)
+        contenders["tvm-tuned"], outputs["tvm-tuned"] = tuned.bound_call(feeds), tuned(**feeds)
+        notes["tvm-tuned"] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
+    else:
+        notes["tvm-tuned"] = f"no records in {tuning.log_dir}; run `tvmopt tune` first"
+    contenders["onnxruntime"], outputs["onnxruntime"] = (lambda: ort(feeds)), reference
+    if zoo_model is not None:
+        _add_torch(zoo_model, example, threads, torch_compile, contenders, outputs, notes)
+
+    medians = interleaved_medians(contenders, rounds, runs)
+    ort_ms = medians["onnxruntime"]
+    results = []
+    for name in ORDER:
+        if name in medians:
+            results.append(Timing(name, round(medians[name], 5), round(medians[name] / ort_ms, 3),
+                                  max_abs_diff(outputs[name], reference), notes.get(name, "")))
+        elif name in notes:
+            results.append(Timing(name, None, None, None, notes[name]))
+    return BenchReport(model.name, spec.log_name, results, host_machine(), threads,
+                       f"median of {rounds} interleaved rounds x {runs} calls, wall clock per call")
+
+
+def _add_torch(zoo_model, example, threads: int, torch_compile: bool, contenders, outputs, notes) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    module = zoo_model.build()
+
+    def eager():
+        with torch.no_grad():
+            return module(*example)
+
+    contenders["torch"], outputs["torch"] = eager, _torch_outputs(eager())
+    if not torch_compile:
+        return
+    try:
+        compiled = torch.compile(module)
+
+        def run_compiled():
+            with torch.no_grad():
+                return compiled(*example)
+
+        outputs["torch-compile"] = _torch_outputs(run_compiled())  # compiles here
+        contenders["torch-compile"] = run_compiled
+    except Exception as err:  # noqa: BLE001 - inductor needs a toolchain; report, don't fail
+        notes["torch-compile"] = f"torch.compile failed here: {str(err).strip().splitlines()[-1][:120]}"
+
+
+def _torch_outputs(result) -> list[np.ndarray]:
+    if hasattr(result, "detach"):
+        return [result.detach().numpy()]
+    return [t.detach().numpy() for t in result]

@@ -1,0 +1,71 @@
+"""`tvmopt demo`: the main job end to end on the bundled example (or any ONNX file).
+
+import -> compile untuned -> tune (resumable, small budget) -> compile tuned -> run, then one
+interleaved timing loop over untuned TVM, tuned TVM and ONNX Runtime, reporting medians.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..compiler import compile as compile_model
+from ..frontends import import_model
+from ..frontends.examples import EXAMPLE_PATH, write_small_cnn
+from ..logs import DEFAULT_LOG_ROOT
+from ..runtime import load
+from ..tuning import TuningLog, make_budget, tune
+from .baselines import OrtSession
+from .timing import Timing, interleaved_medians, max_abs_diff, timings_table
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    timings: list[Timing]
+    tuning: TuningLog
+    artifact: Path
+
+
+def run_demo(
+    model_path: str | None = None,
+    target: str = "host",
+    log_root: str = DEFAULT_LOG_ROOT,
+    budget: str = "quick",
+    trials_per_task: int | None = None,
+    timeout_min: float | None = 5.0,
+    output: str = "artifacts/demo",
+    rounds: int = 15,
+) -> DemoResult:
+    path = Path(model_path) if model_path else write_small_cnn(EXAMPLE_PATH)
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"[1/5] import {path}")
+    model = import_model(path)
+    say(f"[2/5] compile untuned for {target}")
+    untuned = load(compile_model(model, target, f"{output}-untuned", log_root=None).path)
+    plan = make_budget(budget, trials_per_task=trials_per_task, timeout_s=timeout_min * 60 if timeout_min else None)
+    say(f"[3/5] tune ({plan.describe()}); re-running resumes from {log_root}/")
+    log = tune(model, target, budget=plan, log_root=log_root)
+    say(f"      {log.trials_run} new trials in {log.wall_s:.0f} s, status {log.status}")
+    if log.untuned_tasks:
+        say(f"      WARNING: no valid record for {', '.join(log.untuned_tasks)}; these kernels stay untuned")
+    say("[4/5] compile with the best records")
+    tuned = load(compile_model(model, target, output, log_root=log_root).path)
+    say(f"[5/5] run and time: untuned TVM, tuned TVM, ONNX Runtime, interleaved x{rounds}")
+    feeds = untuned.random_inputs()
+    ort = OrtSession(path)
+    reference = ort(feeds)
+    diff = {name: max_abs_diff(pred(**feeds), reference) for name, pred in (("tvm-untuned", untuned),
+                                                                              ("tvm-tuned", tuned))}
+    medians = interleaved_medians(
+        {"tvm-untuned": untuned.bound_call(feeds), "tvm-tuned": tuned.bound_call(feeds),
+         "onnxruntime": lambda: ort(feeds)},
+        rounds=rounds, runs=10,
+    )
+    ort_ms = medians["onnxruntime"]
+    timings = [Timing(name, medians[name], medians[name] / ort_ms, diff.get(name))
+               for name in ("tvm-untuned", "tvm-tuned", "onnxruntime")]
+    print("\n" + timings_table(timings, f"model {model.name} on {log.target} (random inputs, medians of {rounds} "
+                                        "interleaved rounds; max |diff| vs ONNX Runtime)"))
+    print(f"\nartifact: {output}   tuning log: {log.log_dir}")
+    return DemoResult(timings, log, Path(output))

@@ -1,0 +1,60 @@
+"""How tvmopt times contenders against each other: interleaved rounds, medians, output diffs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int, runs: int) -> dict[str, float]:
+    """Median over rounds of each contender's per-round median call time (ms), interleaved so that
+    machine noise hits every contender alike."""
+    per_round: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():  # warm-up: first calls allocate, JIT, fill caches
+        fn()
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - start) * 1e3)
+            per_round[name].append(statistics.median(times))
+    return {name: statistics.median(values) for name, values in per_round.items()}
+
+
+def max_abs_diff(outputs: Sequence, reference: Sequence) -> float:
+    """Largest absolute difference over all outputs (float64 arithmetic)."""
+    return max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+               for a, b in zip(outputs, reference))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One contender's row of a comparison table."""
+
+    name: str  # tvm-untuned | tvm-tuned | onnxruntime | torch | torch-compile
+    median_ms: float | None
+    ratio_to_onnxruntime: float | None
+    max_abs_diff: float | None
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def timings_table(rows: Sequence[Timing], title: str) -> str:
+    """The table bench and demo print: median, ratio to ONNX Runtime, max |diff|, note."""
+    lines = [title, f"{'':14}{'median ms':>11}{'vs ORT':>9}{'max |diff|':>12}  note"]
+    for r in rows:
+        if r.median_ms is None:
+            lines.append(f"{r.name:14}{'-':>11}{'-':>9}{'-':>12}  {r.note}")
+        else:
+            ratio = f"{r.ratio_to_onnxruntime:8.2f}x" if r.ratio_to_onnxruntime is not None else f"{'-':>9}"
+            diff = f"{r.max_abs_diff:12.2e}" if r.max_abs_diff is not None else f"{'-':>12}"
+            lines.append(f"{r.name:14}{r.median_ms:11.4f}{ratio}{diff}  {r.note}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Model inputs: match what a caller passes to the model's TensorSpecs, or make random ones."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputSpecError
+from ..specs import TensorSpec, signature
+
+
+def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs of the right shape and dtype: normal floats, small non-negative ints, masks of 1s."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        if not spec.is_static:
+            raise InputSpecError(f"input '{spec.name}' has dynamic shape {spec.shape_str()}; pass inputs explicitly")
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+        elif dtype.kind == "b" or "mask" in spec.name.lower():
+            out[spec.name] = np.ones(spec.shape, dtype)
+        else:
+            out[spec.name] = rng.integers(0, 100, spec.shape).astype(dtype)
+    return out
+
+
+def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[str, Any] | None) -> list[np.ndarray]:
+    """Match positional/keyword inputs to `specs`, check names, shapes and dtypes; one array per spec."""
+    kwargs = dict(kwargs or {})
+    names = [s.name for s in specs]
+    if len(args) > len(names):
+        raise InputSpecError(f"model takes {len(names)} input(s) ({', '.join(names)}), got {len(args)} positional")
+    values = dict(zip(names, args))
+    for key in kwargs:
+        if key not in names:
+            raise InputSpecError(f"unknown input '{key}'; the model's inputs are: {', '.join(names)}")
+        if key in values:
+            raise InputSpecError(f"input '{key}' given both positionally and by name")
+    values.update(kwargs)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise InputSpecError(f"missing input(s): {', '.join(missing)} (expected {signature(specs)})")
+    return [check_input(spec, values[spec.name]) for spec in specs]
+
+
+def check_input(spec: TensorSpec, value: Any) -> np.ndarray:
+    """`value` as a C-contiguous array of the spec's dtype and shape, or an error naming the input."""
+    array = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
+    if str(array.dtype) != spec.dtype:
+        want = np.dtype(spec.dtype)
+        safe = np.can_cast(array.dtype, want, casting="same_kind") and array.dtype.kind == want.kind
+        if not safe:
+            raise InputSpecError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}")
+        array = array.astype(want)
+    if len(array.shape) != len(spec.shape) or any(
+        isinstance(want, int) and want != got for want, got in zip(spec.shape, array.shape)
+    ):
+        raise InputSpecError(
+            f"input '{spec.name}': shape {'x'.join(map(str, array.shape)) or 'scalar'}, expected {spec.shape_str()}"
+        )
+    return np.ascontiguousarray(array)

@@ -1,0 +1,155 @@
+"""TVM's runtime without TVM's Python package: tvm_ffi, libtvm_runtime.so and the Relax VM.
+
+Workaround: `import tvm` loads the compiler library and imports Relax, its frontends and
+MetaSchedule, and tvm_ffi imports torch (about 5 s and 800 modules here), while a production
+process needs only the runtime library. This module loads libtvm_runtime.so itself and drives
+the Relax VM through the functions its executable exports (`vm_load_executable`,
+`vm_initialization`, then the model's functions): the calls tvm.runtime.vm.VirtualMachine
+makes. It works beside a full `import tvm` in the same process (the library loads once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import struct
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+# tvm.runtime.vm.VirtualMachine.POOLED_ALLOCATOR: reuse freed buffers across calls.
+POOLED_ALLOCATOR = 2
+_DEVICE_TYPES = {"cpu": 1, "cuda": 2}
+
+
+@lru_cache(maxsize=1)
+def ffi():
+    """tvm_ffi, imported without torch when torch is not loaded yet.
+
+    Workaround: tvm_ffi/__init__.py imports torch whenever it is installed (a hack against a
+    symbol conflict on Windows), costing seconds and hundreds of MB in a process that never
+    uses it. Hiding torch for that one import makes tvm_ffi skip its optional torch support;
+    tvmopt's PyTorch frontend turns it back on if torch is used later (frontends/torch.py).
+    """
+    if "tvm_ffi" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
+        try:
+            import tvm_ffi  # noqa: F401
+        finally:
+            del sys.modules["torch"]
+    import tvm_ffi
+
+    _load_library("libtvm_runtime.so")
+    return tvm_ffi
+
+
+def _tvm_lib_dir() -> Path:
+    spec = importlib.util.find_spec("tvm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("TVM is not installed (pip install apache-tvm)")
+    return Path(next(iter(spec.submodule_search_locations))) / "lib"
+
+
+@lru_cache(maxsize=None)
+def _load_library(name: str) -> ctypes.CDLL:
+    # RTLD_GLOBAL, as tvm/base.py does: libraries loaded later resolve TVM's symbols from it.
+    return ctypes.CDLL(str(_tvm_lib_dir() / name), mode=ctypes.RTLD_GLOBAL)
+
+
+def _func(name: str):
+    return ffi().get_global_func(name)
+
+
+def device(kind: str = "cpu", index: int = 0):
+    """A tvm_ffi Device; CUDA loads TVM's CUDA runtime library first."""
+    if kind == "cuda":
+        enable_cuda()
+    return ffi().device(kind, index)
+
+
+def enable_cuda() -> None:
+    """Load TVM's CUDA runtime (it links the NVIDIA driver, libcuda.so.1)."""
+    ffi()
+    _load_library("libtvm_runtime_cuda.so")
+
+
+def gpu_problem(arch: str) -> str | None:
+    """Why no NVIDIA GPU can run `arch` code here, or None."""
+    try:
+        enable_cuda()
+        exists = _func("runtime.GetDeviceAttr")(_DEVICE_TYPES["cuda"], 0, 0)  # kExist
+    except Exception as err:  # noqa: BLE001 - OSError without a driver, TVM errors otherwise
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        return f"needs an NVIDIA GPU ({arch}); TVM's CUDA runtime is unavailable: {reason}"
+    if not exists:
+        return f"needs an NVIDIA GPU ({arch}); none is visible to TVM's CUDA runtime here"
+    return None
+
+
+def load_library(path: str | os.PathLike):
+    """Load an exported model library (.so); returns its runtime Module."""
+    return ffi().load_module(str(path))
+
+
+class VM:
+    """The Relax VM over a loaded library, on one device (not thread-safe: one per thread)."""
+
+    def __init__(self, library, dev):
+        self.device = dev
+        self.module = library["vm_load_executable"]()
+        init = [dev.dlpack_device_type(), dev.index, POOLED_ALLOCATOR]
+        if dev.dlpack_device_type() != _DEVICE_TYPES["cpu"]:
+            init += [_DEVICE_TYPES["cpu"], 0, POOLED_ALLOCATOR]  # shape functions run on the host
+        self.module["vm_initialization"](*init)
+        self._functions: dict[str, Any] = {}
+
+    def function(self, name: str = "main"):
+        if name not in self._functions:
+            self._functions[name] = self.module[name]
+        return self._functions[name]
+
+    def time(self, name: str, args: Sequence, number: int = 1, repeat: int = 10,
+             min_repeat_ms: int = 0) -> list[float]:
+        """Seconds per call of `name(*args)`, `repeat` times: TVM's C++ time evaluator."""
+        evaluator = _func("runtime.RPCTimeEvaluator")(
+            self.module, name, self.device.dlpack_device_type(), self.device.index, number, repeat,
+            min_repeat_ms, 100, 0, 1, 0, "",
+        )
+        blob = evaluator(*args)
+        return list(struct.unpack("@" + "d" * repeat, blob))
+
+
+def empty(shape: Sequence[int], dtype: str, dev):
+    """A TVM-allocated (aligned) tensor."""
+    tvm_ffi = ffi()
+    return _func("runtime.TVMTensorAllocWithScope")(tvm_ffi.Shape([int(d) for d in shape]),
+                                                    tvm_ffi.dtype(dtype), dev, None)
+
+
+def to_device(array: np.ndarray, dev, out=None):
+    """Copy a C-contiguous numpy array into a (new, or the given) TVM tensor on `dev`."""
+    array = np.ascontiguousarray(array)
+    tensor = out if out is not None else empty(array.shape, str(array.dtype), dev)
+    _func("runtime.TVMTensorCopyFromBytes")(tensor, array.ctypes.data_as(ctypes.c_void_p), array.nbytes)
+    return tensor
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A TVM tensor as a numpy array (a copy, so the VM may reuse its buffer)."""
+    out = np.empty(tuple(int(d) for d in tensor.shape), dtype=np.dtype(str(tensor.dtype)))
+    _func("runtime.TVMTensorCopyToBytes")(tensor, out.ctypes.data_as(ctypes.c_void_p), out.nbytes)
+    return out
+
+
+def flatten(result) -> list[np.ndarray]:
+    """A VM result (a tensor or nested tuples of them) as a flat list of numpy arrays."""
+    if hasattr(result, "shape") and hasattr(result, "dtype"):
+        return [to_numpy(result)]
+    out: list[np.ndarray] = []
+    for item in result:
+        out.extend(flatten(item))
+    return out

@@ -1,0 +1,95 @@
+"""The builder role: compile scheduled candidates into shared libraries, in a persistent pool."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import tvm
+
+from .._compat import derived_object, ms
+from ..compiler.codegen import export_library
+from ..compiler.passes import register_tensor_intrinsics
+from ..logs.workload import structural_hash
+
+# Builder "error" for a candidate the log already holds: not built, not measured, not logged.
+ALREADY_MEASURED = "tvmopt: already measured in the log, not built again"
+
+
+def _build_candidate(mod: tvm.IRModule, target: tvm.target.Target, cross_compiler: str | None) -> str:
+    """Build one scheduled candidate in a worker process and export it as a shared library.
+
+    Mirrors MetaSchedule's default_build/default_export, minus its full tensor_intrin import;
+    exports a linked .so (cross-compiled for remote targets) rather than a tar of objects, so
+    an RPC device needs no compiler of its own.
+    """
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    register_tensor_intrinsics(target)
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    rt_mod = tvm_build(mod, target=target)
+    path = os.path.join(tempfile.mkdtemp(prefix="tvmopt-cand-"), "candidate.so")
+    export_library(rt_mod, path, cross_compiler)
+    return path
+
+
+@derived_object
+class PersistentBuilder(ms.builder.PyBuilder):
+    """Builds candidates in a pool of worker processes that lives for the whole session.
+
+    Workaround: LocalBuilder starts a fresh process pool for every batch, and each worker
+    re-imports TVM plus all tensor intrinsics (~24 s) before a 30 ms build, which also makes
+    MetaSchedule's 30 s build timeout fail good candidates. Here workers start once, are
+    recycled after `max_uses` builds (LocalBuilder's reason for fresh pools: worker leaks),
+    and a build that hangs or crashes is still killed and reported as an error.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        timeout_sec: float = 60.0,
+        max_uses: int = 256,
+        measured: set[int] | None = None,
+        cross_compiler: str | None = None,
+    ):
+        super().__init__()
+        self.cross_compiler = cross_compiler
+        # Hashes of scheduled modules already in the log: MetaSchedule's evolutionary search
+        # seeds from the log's best records but only avoids what it measured itself, so a
+        # resumed session would measure them again; those are answered ALREADY_MEASURED.
+        self.measured = measured if measured is not None else set()
+        from tvm.support.popen_pool import PopenPoolExecutor
+
+        self.max_workers = max_workers or max(1, len(os.sched_getaffinity(0)))
+        self.timeout_sec = timeout_sec
+        self._pool = PopenPoolExecutor(
+            max_workers=self.max_workers, timeout=timeout_sec, maximum_process_uses=max_uses
+        )
+
+    def build(self, build_inputs: list) -> list:
+        from tvm.support.popen_pool import StatusKind
+
+        fresh, results = [], []
+        for inp in build_inputs:
+            key = structural_hash(inp.mod)
+            fresh.append(key not in self.measured)
+            self.measured.add(key)
+        jobs = [(inp.mod, inp.target, self.cross_compiler) for inp, new in zip(build_inputs, fresh) if new]
+        built = iter(self._pool.map_with_error_catching(lambda args: _build_candidate(*args), jobs))
+        for new in fresh:
+            if not new:
+                results.append(ms.builder.BuilderResult(None, ALREADY_MEASURED))
+                continue
+            res = next(built)
+            if res.status == StatusKind.COMPLETE:
+                results.append(ms.builder.BuilderResult(res.value, None))
+            elif res.status == StatusKind.TIMEOUT:
+                message = f"tvmopt builder: timeout after {self.timeout_sec:.0f} s"
+                results.append(ms.builder.BuilderResult(None, message))
+            else:
+                results.append(ms.builder.BuilderResult(None, f"tvmopt builder: {res.value}"))
+        return results
+
+    def shutdown(self) -> None:
+        self._pool.shutdown()
