@@ -29,6 +29,9 @@ def run(args) -> int:
             "operators": report.op_counts,
             "kernels": [{"name": k.name, "flops": k.flops, "calls": k.calls} for k in report.kernels],
             "tasks": [{"name": t.name, "weight": t.weight, "flops": t.flops} for t in report.tasks],
+            "layouts": [{"conv": d.name, "shapes": d.shape, "layout": d.layout, "reason": d.reason}
+                        for d in report.layouts],
+            "layout_reorders": report.reorders,
         }, indent=2))
         return 0
     print(f"model {model.name} ({model.format}, sha256 {model.sha256[:12]})")
@@ -38,6 +41,12 @@ def run(args) -> int:
           + ", ".join(f"{k} x{v}" for k, v in report.op_counts.items()))
     print(f"\nfused kernels ({len(report.kernels)}), {report.total_flops / 1e6:.2f} MFLOP total:")
     table(("kernel", "calls", "MFLOP"), [(k.name, k.calls, f"{k.flops / 1e6:.3f}") for k in report.kernels])
+    if report.layouts:
+        blocked = [d for d in report.layouts if d.layout != "NCHW"]
+        print(f"\nconvolution layouts: {len(blocked)}/{len(report.layouts)} blocked; "
+              f"{report.reorders} layout reorder kernel(s) left in the graph")
+        table(("conv", "data * weight", "layout", "why not blocked"),
+              [(d.name, d.shape, d.layout, d.reason) for d in report.layouts])
     if model.is_static:
         print(f"\ntuning tasks ({len(report.tasks)}):")
         table(("task", "weight", "MFLOP"), [(t.name, t.weight, f"{t.flops / 1e6:.3f}") for t in report.tasks])

@@ -21,11 +21,12 @@ from ..model import Model
 from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
 from ..targets import TargetSpec, get_target, host_machine
 from .codegen import build, device_code, export_library
+from .options import GraphOptions
 from .package import write_artifact
 from .passes import fuse
 from .records import apply_records
 
-__all__ = ["compile", "default_output"]
+__all__ = ["compile", "default_output", "GraphOptions"]
 
 
 def compile(  # noqa: A001 - the pipeline's verb
@@ -34,11 +35,14 @@ def compile(  # noqa: A001 - the pipeline's verb
     output: str | os.PathLike = "artifact",
     *,
     log_root: str | os.PathLike | None = DEFAULT_LOG_ROOT,
+    options: GraphOptions | None = None,
 ) -> Artifact:
     """Build `model` for `target` into the artifact directory `output`.
 
-    `log_root=None` compiles without tuning records (every kernel untuned).
+    `log_root=None` compiles without tuning records (every kernel untuned). `options` must be the
+    ones the log was tuned with (the default, unless you tuned with others) for records to match.
     """
+    options = options or GraphOptions()
     spec = get_target(target)
     tvm_target = spec.tvm_target()
     if spec.cross_compiler and not shutil.which(spec.cross_compiler):
@@ -47,13 +51,14 @@ def compile(  # noqa: A001 - the pipeline's verb
             "installed (Debian: apt-get install g++-aarch64-linux-gnu)"
         )
     try:
-        fused = fuse(model.mod, tvm_target)
+        fused = fuse(model.mod, tvm_target, options)
     except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
         raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {last_line(err)}") from err
-    fused, tuning = apply_records(fused, tvm_target, spec, Path(log_root) if log_root is not None else None)
+    fused, tuning = apply_records(fused, tvm_target, spec, Path(log_root) if log_root is not None else None,
+                                  prepack=options.prepack_weights)
     started = time.monotonic()
     try:
-        executable = build(fused, tvm_target)
+        executable = build(fused, tvm_target, compiled_vm=options.compiled_vm)
     except Exception as err:  # noqa: BLE001 - TVM raises many kinds
         raise CompileError(f"model {model.name} for {spec.name}: build failed: {last_line(err)}") from err
     manifest = Manifest(
@@ -66,6 +71,7 @@ def compile(  # noqa: A001 - the pipeline's verb
         built_on=host_machine(),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         tuning=tuning,
+        optimizations=options.to_json(),
     )
 
     def write_library(path: str) -> Manifest:

@@ -19,12 +19,20 @@ from ..runtime.artifact import DeviceCode
 FATBIN_MAGIC = b"\x50\xed\x55\xba"  # NVIDIA fatbin header, little-endian 0xBA55ED50
 
 
-def build(mod: tvm.IRModule, target: tvm.target.Target):
-    """Compile a fused (and possibly scheduled) Relax module into a VM executable."""
+def build(mod: tvm.IRModule, target: tvm.target.Target, compiled_vm: bool = True):
+    """Compile a fused (and possibly scheduled) Relax module into a VM executable.
+
+    `compiled_vm` (CPU targets): the VM's control flow becomes native code instead of bytecode
+    the interpreter walks per call, which is most of the time of a small model (a tiny MLP went
+    from 2.55 to 1.61 us per call).
+    """
+    from tvm import relax
+
     if target.kind.name == "cuda":
         enable_cuda_device_codegen()
+    exec_mode = "compiled" if compiled_vm and target.kind.name == "llvm" else "bytecode"
     with target, captured():
-        return tvm.compile(mod, target=target)
+        return relax.build(mod, target=target, exec_mode=exec_mode)
 
 
 def export_library(executable, path: str, cross_compiler: str | None = None) -> None:

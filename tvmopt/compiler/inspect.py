@@ -11,6 +11,8 @@ from tvm import relax
 from .._compat import PrimFunc
 from ..logs.workload import estimate_flops
 from ..model import Model
+from .layout import LayoutDecision, block_size, layout_decisions
+from .options import GraphOptions
 from .passes import extract_tasks, fuse
 
 
@@ -33,6 +35,8 @@ class ModelReport:
     op_counts: dict[str, int]
     kernels: list[Kernel]
     tasks: list[Task]
+    layouts: list[LayoutDecision]  # per conv2d: blocked or not, and why not
+    reorders: int  # layout_transform kernels left in the graph (entry, exit, ops without a layout rule)
 
     @property
     def total_flops(self) -> float:
@@ -52,8 +56,9 @@ def op_counts(mod: tvm.IRModule) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def describe(model: Model, target: tvm.target.Target) -> ModelReport:
-    fused = fuse(model.mod, target)
+def describe(model: Model, target: tvm.target.Target, options: GraphOptions | None = None) -> ModelReport:
+    options = options or GraphOptions()
+    fused = fuse(model.mod, target, options)
     calls: Counter[str] = Counter()
 
     def visit(expr) -> None:
@@ -70,4 +75,7 @@ def describe(model: Model, target: tvm.target.Target) -> ModelReport:
     tasks = []
     if model.is_static:
         tasks = [Task(t.task_name, int(t.weight), estimate_flops(t.dispatched[0])) for t in extract_tasks(fused, target)]
-    return ModelReport(op_counts(model.mod), kernels, tasks)
+    block = block_size(target) if options.blocked_layout else None
+    layouts = layout_decisions(model.mod, block)
+    reorders = sum(count for name, count in calls.items() if "layout_transform" in name)
+    return ModelReport(op_counts(model.mod), kernels, tasks, layouts, reorders)

@@ -9,33 +9,67 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from functools import partial
 
 import tvm
 from tvm import relax
 
 from .._compat import ms
 from ..native_output import captured
+from .options import GraphOptions
 
 
-def fuse(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Legalize to TIR, fold constants, FuseOps + FuseTIR.
+def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | None = None) -> tvm.IRModule:
+    """Graph passes, legalize to TIR, fold constants, FuseOps + FuseTIR.
 
-    The same sequence as relax.pipeline.static_shape_tuning_pipeline before its tuning step,
-    plus FastMathTransform: erf/exp/tanh/softmax become TOPI's vectorizable polynomial forms.
-    LLVM has no erf intrinsic, so a GELU epilogue called scalar libm erff per element: in the
-    BERT-style zoo model the FFN matmul+GELU kernel took 62% of the tuned time (10.9 of 17.5 ms,
-    benchmarks/kernel_profile.py) against ORT's 1.8 ms for the same GEMMs.
+    The same sequence as relax.pipeline.static_shape_tuning_pipeline before its tuning step, plus,
+    as `options` ask (all by default):
+    - on CPUs, convolutions in a blocked NCHWc layout (layout.py);
+    - blocks marked for tvmopt's schedule templates (annotate.py, layout.py);
+    - constant weights marked layout-free, so tuned kernels may re-lay them out (prepack_weights);
+    - FastMathTransform: erf/exp/tanh/softmax become TOPI's vectorizable polynomial forms. LLVM
+      has no erf intrinsic, so a GELU epilogue called scalar libm erff per element: in the
+      BERT-style zoo model the FFN matmul+GELU kernel took 62% of the tuned time (10.9 of 17.5 ms,
+      benchmarks/kernel_profile.py) against ORT's 1.8 ms for the same GEMMs.
     """
     from tvm.relax import transform
 
+    from .annotate import mark_gemms
+    from .layout import block_size, clip_to_min_max, legalize_blocked_conv2d, to_blocked_layout
+
+    options = options or GraphOptions()
+    block = block_size(target)
+    layout = []
+    if block and options.blocked_layout:
+        layout = [transform.FoldConstant(), clip_to_min_max(), to_blocked_layout(block), transform.Normalize()]
+    templates = [mark_gemms(block)] if block and options.templates else []
+    # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;
+    # compile then packs them once (prepack_weights below).
+    layout_free = [transform.AttachAttrLayoutFreeBuffers()] if block and options.prepack_weights else []
+    legalize = {"relax.nn.conv2d": partial(legalize_blocked_conv2d, templates=options.templates)}
     with target, captured():
         return tvm.transform.Sequential(
             [
                 transform.DecomposeOpsForInference(),
                 transform.CanonicalizeBindings(),
+                *layout,
                 transform.FastMathTransform(),
+                transform.LegalizeOps(legalize),
+                *templates,
                 relax.get_pipeline("zero"),
+                *layout_free,
             ]
+        )(mod)
+
+
+def prepack_weights(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """After tuning records are applied: the weight re-layouts the records chose become separate
+    kernels over constants, which FoldConstant runs now, at compile time (upstream PR #17445)."""
+    from tvm.relax import transform
+
+    with target, captured():
+        return tvm.transform.Sequential(
+            [transform.SplitLayoutRewritePreproc(), transform.LiftTransformParams(), transform.FoldConstant()]
         )(mod)
 
 

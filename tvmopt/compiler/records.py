@@ -58,7 +58,7 @@ def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, 
 
 
 def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec,
-                  log_root: Path | None) -> tuple[tvm.IRModule, TuningInfo]:
+                  log_root: Path | None, prepack: bool = True) -> tuple[tvm.IRModule, TuningInfo]:
     """Replace every fused kernel that has a valid record by its best schedule; say which did."""
     if log_root is None:
         return fused, TuningInfo()
@@ -76,8 +76,12 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
             log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
             applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
     if applied:
+        from .passes import prepack_weights
+
         with target, database:
             fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
+        if prepack:
+            fused = prepack_weights(fused, target)
     references = tuple(sorted({a.log for a in applied} - {log_dir.name}))
     return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references)
 

@@ -16,7 +16,7 @@ from .._compat import TVM_VERSION, ms
 from .._files import write_atomic
 from ..errors import LogError
 from .sessions import latest, read_sessions
-from .store import RECORD_FILE, SESSIONS_DIR, WORKLOAD_FILE, LogDatabase, dumps, log_lock, open_log
+from .store import RECORD_FILE, SESSIONS_DIR, WORKLOAD_FILE, LogDatabase, dumps, log_lock, open_log, record_json
 from .workload import record_seconds, valid_run_seconds
 
 EXPORT_FORMAT = "tvmopt-log/1"
@@ -97,7 +97,7 @@ def _write_log(directory: Path, kept: list[tuple[object, list]]) -> None:
     lines: dict[str, list[str]] = {WORKLOAD_FILE: [], RECORD_FILE: []}
     for index, (workload, records) in enumerate(kept):
         lines[WORKLOAD_FILE].append(dumps(workload.as_json()))
-        lines[RECORD_FILE] += [dumps([index, record.as_json()]) for record in records]
+        lines[RECORD_FILE] += [dumps([index, record_json(record)]) for record in records]
     for name, content in lines.items():
         with open(directory / name, "w") as stream:
             stream.write("".join(line + "\n" for line in content))
@@ -179,7 +179,7 @@ def export_log(log_dir: str | os.PathLike, path: str | os.PathLike) -> ExportRep
     for index, mod in enumerate(database.workload_modules()):
         workload = database.commit_workload(mod)
         workloads.append(workload.as_json())
-        records += [[index, record.as_json()] for record in database.get_all_records_of(mod)]
+        records += [[index, record_json(record)] for record in database.get_all_records_of(mod)]
     data = {"format": EXPORT_FORMAT, "target": newest.target if newest else source.name,
             "target_dict": newest.target_dict if newest else None, "tvm_version": TVM_VERSION,
             "workloads": workloads, "records": records,

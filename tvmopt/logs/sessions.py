@@ -78,6 +78,7 @@ class SessionRecord:
     # [wall s, trials run, estimated ms or null] after each measured batch: the tuning curve
     history: list[list] = field(default_factory=list)
     transfer: TransferInfo | None = None
+    optimizations: dict | None = None  # the compiler's GraphOptions it tuned with, as written
     file: str = ""  # the file it was read from (not written)
 
     def to_json(self) -> dict:
@@ -88,6 +89,7 @@ class SessionRecord:
             "status": self.status, "pid": self.pid, "wall_s": self.wall_s, "trials_run": self.trials_run,
             "estimated_ms": self.estimated_ms, "untuned_tasks": self.untuned_tasks, "history": self.history,
             "transfer": {"logs": list(self.transfer.logs), "records": self.transfer.records} if self.transfer else None,
+            "optimizations": self.optimizations,
         }
 
     @staticmethod
@@ -105,6 +107,7 @@ class SessionRecord:
             history=list(obj.get("history") or []),
             transfer=TransferInfo(tuple(transfer.get("logs") or ()), int(transfer.get("records", 0)))
             if transfer else None,
+            optimizations=obj.get("optimizations"),
             file=file,
         )
 

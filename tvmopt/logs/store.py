@@ -57,6 +57,38 @@ def log_lock(log_dir: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def record_json(record) -> list:
+    """A TuningRecord as MetaSchedule's (C++) JSONDatabase writes it.
+
+    Workaround: MetaSchedule's Python TuningRecord.as_json cannot encode the IndexMap that a
+    TransformLayout instruction carries (its _json_de_tvm raises "Not supported type"), and every
+    record whose weights MetaSchedule's RewriteLayout re-laid-out has one. The C++ JSONDumps
+    (database_utils.cc) writes an IndexMap as its JSON-graph string, which trace replay parses
+    back; this does the same, so stock TVM reads these lines too.
+    """
+    import tvm_ffi
+
+    return _plain(tvm_ffi.get_global_func("s_tir.meta_schedule.TuningRecordAsJSON")(record))
+
+
+def _plain(obj):
+    import tvm_ffi
+
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, tvm.tirx.IntImm):
+        return bool(obj.value) if str(obj.ty) == "bool" else int(obj.value)  # 0.27: .ty, not .dtype
+    if isinstance(obj, tvm.tirx.FloatImm):
+        return float(obj.value)
+    if isinstance(obj, tvm_ffi.Array) or isinstance(obj, (list, tuple)):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, tvm_ffi.Map) or isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if type(obj).__name__ == "IndexMap":
+        return tvm_ffi.serialization.to_json_graph_str(obj, {"tvm_version": tvm.__version__})
+    raise TypeError(f"cannot write {type(obj).__name__} into a tuning record")
+
+
 def trace_key(record_json: list) -> str:
     """Identity of a measured candidate: its schedule trace with all sampling decisions."""
     return dumps(record_json[0])
@@ -264,7 +296,7 @@ class LogDatabase(ms.database.PyDatabase):
             for record in other.get_all_records_of(mod):
                 copy = ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target,
                                                 record.args_info)
-                self._remember(workload, copy.as_json(), copy)
+                self._remember(workload, record_json(copy), copy)
             adopted.append(workload_hash(mod))
         return adopted
 
@@ -289,9 +321,9 @@ class LogDatabase(ms.database.PyDatabase):
             return workload
 
     def commit_tuning_record(self, record) -> None:
-        record_json = record.as_json()
+        as_json = record_json(record)
         if self.readonly:
-            self._remember(record.workload, record_json, record)
+            self._remember(record.workload, as_json, record)
             return
         if self._canonical_index(record.workload) is None:
             self.commit_workload(record.workload.mod)
@@ -299,11 +331,11 @@ class LogDatabase(ms.database.PyDatabase):
             self._refresh()
             workload = self._mem.commit_workload(record.workload.mod)
             canonical = self._canonical_index(workload)
-            if trace_key(record_json) in self._traces.get(canonical, ()):
+            if trace_key(as_json) in self._traces.get(canonical, ()):
                 self.duplicates_skipped += 1
                 return
-            self._records.append(dumps([canonical, record_json]))
-            self._remember(workload, record_json, record)
+            self._records.append(dumps([canonical, as_json]))
+            self._remember(workload, as_json, record)
 
     def get_top_k(self, workload, top_k: int) -> list:
         return list(self._mem.get_top_k(workload, top_k))

@@ -153,6 +153,9 @@ class Manifest:
     build_s: float | None = None
     library: LibraryInfo | None = None
     device_code: DeviceCode | None = None
+    # The compiler's GraphOptions, as written (read by the compiler's GraphOptions.from_json;
+    # the runtime needs none of them). None in manifests from before they existed.
+    optimizations: dict | None = None
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {
@@ -171,6 +174,8 @@ class Manifest:
         }
         if self.device_code is not None:
             out["device_code"] = self.device_code.to_json()
+        if self.optimizations is not None:
+            out["optimizations"] = dict(self.optimizations)
         return out
 
     @staticmethod
@@ -198,6 +203,7 @@ class Manifest:
                 build_s=obj.get("build_s"),
                 library=LibraryInfo.from_json(obj["library"]) if obj["library"] else None,
                 device_code=DeviceCode.from_json(obj.get("device_code")),
+                optimizations=dict(obj["optimizations"]) if obj.get("optimizations") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ArtifactError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from err

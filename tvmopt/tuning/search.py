@@ -24,6 +24,9 @@ def tune_contexts(tasks: list, strategy, num_threads: int, seed: int | None) -> 
     """
     from tvm.s_tir.meta_schedule.utils import fork_seed
 
+    from .templates import register
+
+    register()  # tvmopt's schedule templates, for blocks the compiler marked
     logger = logging.getLogger("tvmopt.metaschedule")
     return [
         ms.TuneContext(

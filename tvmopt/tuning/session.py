@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .._compat import ms
+from ..compiler.options import GraphOptions
 from ..compiler.passes import extract_tasks, fuse
 from ..errors import TuningError
 from ..logs import DEFAULT_LOG_ROOT, log_dir_for
@@ -69,14 +70,16 @@ def tune(
     seed: int | None = None,
     rpc: "RpcDevice | None" = None,
     transfer: Sequence[str | os.PathLike] = (),
+    options: GraphOptions | None = None,
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
     `rpc` (a tvmopt.runtime.remote.RpcDevice) measures candidates on devices of a TVM RPC tracker
     instead of this machine; candidates are cross-compiled here. `transfer` lists tuning logs
     (other models, other targets) whose records warm-start the XGBoost cost model, so the first
-    batches are not picked at random.
+    batches are not picked at random. `options` (compiler GraphOptions) must match what compile uses.
     """
+    options = options or GraphOptions()
     spec = get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
     _check_tunable(model, spec, rpc)
@@ -89,7 +92,7 @@ def tune(
     # Measured here, candidates run on this machine's cores; through RPC the device's core count
     # is unknown here, so a target without `num-cores` assumes this machine's.
     tvm_target = spec.tuning_target(len(os.sched_getaffinity(0)))
-    extracted = extract_tasks(fuse(model.mod, tvm_target), tvm_target)
+    extracted = extract_tasks(fuse(model.mod, tvm_target, options), tvm_target)
     if not extracted:
         raise TuningError(f"model {model.name}: no tunable kernels after fusion")
     log_dir = log_dir_for(spec, log_root)
@@ -117,6 +120,7 @@ def tune(
         machine=host_machine(),
         tasks=summaries,
         measured_on=str(rpc) if rpc is not None else "local",
+        optimizations=options.to_json(),
     )
     session_path = new_session_path(log_dir, model.name)
     save_session(session_path, session)

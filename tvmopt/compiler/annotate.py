@@ -1,0 +1,82 @@
+"""Mark the blocks tvmopt has schedule templates for (tuning/templates.py), before fusion.
+
+A marked block carries `schedule_rule` (the template's name, which MetaSchedule's
+ApplyCustomRule dispatches on) and `tvmopt.lanes` (floats per vector register on the target).
+Convolutions are marked where they are created (layout.py); this pass marks GEMMs: a block that
+computes C[..., m, n] += A[..., m, k] * B[..., k, n] with n the innermost output axis, so B's
+rows are contiguous along the vectorized axis (constant weights after FoldConstant, and the
+attention x V product). A transposed B (Q x K^T) stays with MetaSchedule's generic rules.
+"""
+
+from __future__ import annotations
+
+import tvm
+
+DENSE = "tvmopt_dense"
+
+
+def mark_gemms(lanes: int) -> tvm.transform.Pass:
+    """Annotate GEMM-shaped single-block PrimFuncs for the dense template."""
+
+    @tvm.transform.module_pass(opt_level=0, name="MarkGemms")
+    def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, tvm.tirx.PrimFunc):
+                marked = _mark(func, lanes)
+                if marked is not None:
+                    mod[gv] = marked
+        return mod
+
+    return transform
+
+
+def _mark(func, lanes: int):
+    sch = tvm.s_tir.Schedule(func)
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root"))] if _has_root(sch) else []
+    gemms = [b for b in blocks if _is_nn_gemm(sch.get(b), lanes)]
+    if len(gemms) != 1:
+        return None
+    sch.annotate(gemms[0], "schedule_rule", DENSE)
+    sch.annotate(gemms[0], "tvmopt.lanes", lanes)
+    return sch.mod["main"]
+
+
+def _has_root(sch) -> bool:
+    try:
+        sch.get_sblock("root")
+        return True
+    except Exception:  # noqa: BLE001 - a PrimFunc without a root block (already lowered)
+        return False
+
+
+def _is_nn_gemm(block, lanes: int) -> bool:
+    """C[.., m, n] = C[.., m, n] + A[.., m, k] * B[.., k, n], n divisible by the vector lanes."""
+    iters = list(block.iter_vars)
+    if len(iters) < 3 or int(iters[-1].iter_type) != 2 or any(int(iv.iter_type) != 0 for iv in iters[:-1]):
+        return False
+    m, n, k = iters[-3].var, iters[-2].var, iters[-1].var
+    if int(iters[-2].dom.extent) % lanes:
+        return False
+    value = getattr(block.body, "value", None)
+    if type(value).__name__ != "Add":
+        return False
+    product = value.b if type(value.b).__name__ == "Mul" else value.a if type(value.a).__name__ == "Mul" else None
+    if product is None:
+        return False
+    loads = [_strip_cast(product.a), _strip_cast(product.b)]
+    if not all(type(x).__name__ in ("BufferLoad", "TensorLoad") and len(x.indices) >= 2 for x in loads):
+        return False
+    a, b = loads
+    return (_is(a.indices[-2], m) and _is(a.indices[-1], k) and _is(b.indices[-2], k) and _is(b.indices[-1], n))
+
+
+def _strip_cast(expr):
+    while type(expr).__name__ == "Cast":
+        expr = expr.value
+    return expr
+
+
+def _is(index, var) -> bool:
+    return isinstance(index, tvm.tirx.Var) and index.same_as(var)
+
+

@@ -1,0 +1,275 @@
+"""Blocked (NCHWc) layouts for convolutions on CPUs, as ONNX Runtime's NchwcTransformer does.
+
+A conv in NCHW{b}c with weights in OIHW{i}i{b}o reads its b output channels as one vector
+register and its weights contiguously; the block follows the vector width (16 floats on
+AVX-512, 8 on AVX2, 4 on NEON). Relax's ConvertLayout propagates the blocked layout through
+element-wise ops, decomposed batch norm and the pools, so only the graph's entry and exit
+(and ops without a layout rule, e.g. flatten) reorder; the weights' reorder is a constant that
+FoldConstant packs once at compile time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax, te, topi
+from tvm.target import codegen
+
+
+@dataclass(frozen=True)
+class LayoutDecision:
+    """What happened to one conv2d (for `tvmopt inspect`)."""
+
+    name: str
+    shape: str  # data and weight shapes, NCHW / OIHW
+    layout: str  # the data layout chosen (NCHW = left as is)
+    reason: str = ""
+
+
+def block_size(target: tvm.target.Target) -> int | None:
+    """The channel block for this CPU target (floats per vector register), or None (not a CPU)."""
+    if target.kind.name != "llvm":
+        return None
+    with target:
+        if codegen.target_has_features("avx512f"):
+            return 16
+        if codegen.target_has_features("avx2") or codegen.target_has_features("avx"):
+            return 8
+        if codegen.target_has_features("neon") or str(target.attrs.get("mtriple", "")).startswith("aarch64"):
+            return 4
+    return None
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def conv_layouts(call: relax.Call, block: int) -> tuple[list[str] | None, str]:
+    """The [data, weight, output] layouts for one NCHW conv2d, or (None, why not)."""
+    attrs = call.attrs
+    if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or attrs.out_layout != "NCHW":
+        return None, f"layout {attrs.data_layout}/{attrs.kernel_layout} is not NCHW/OIHW"
+    data, weight = (arg.ty for arg in call.args[:2])
+    shapes = [getattr(t, "shape", None) for t in (data, weight)]
+    if any(s is None or not all(isinstance(d, tvm.tirx.IntImm) for d in s.values) for s in shapes):
+        return None, "dynamic shape"
+    cin = int(shapes[0].values[1])
+    cout = int(shapes[1].values[0])
+    groups = int(attrs.groups)
+    if cout % block:
+        return None, f"{cout} output channels are not a multiple of {block}"
+    if groups == 1:
+        ic_bn = block if cin % block == 0 else _largest_divisor(cin, block)  # the stem: 3 channels -> 3c
+        return [f"NCHW{ic_bn}c", f"OIHW{ic_bn}i{block}o", f"NCHW{block}c"], ""
+    if groups == cin == cout:  # depthwise
+        return [f"NCHW{block}c", f"OIHW1i{block}o", f"NCHW{block}c"], ""
+    return None, f"grouped conv ({groups} groups) stays NCHW"
+
+
+def to_blocked_layout(block: int) -> tvm.transform.Pass:
+    """ConvertLayout with conv2d -> NCHW{block}c (see conv_layouts), other ops following."""
+
+    def layout_cb(call: relax.Call):
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d":
+            layouts, _ = conv_layouts(call, block)
+            if layouts:
+                return {"relax.nn.conv2d": layouts}
+        return {}
+
+    return relax.transform.ConvertLayout({}, layout_cb)
+
+
+def legalize_blocked_conv2d(bb: relax.BlockBuilder, call: relax.Call, templates: bool = True) -> relax.Expr:
+    """LegalizeOps for conv2d: blocked layouts get TOPI's conv2d_NCHWc or our depthwise compute.
+
+    Workaround: Relax's default conv2d legalization leaves 5-D layouts unlegalized, and TOPI's
+    grouped conv2d_NCHWc divides by oc_chunk // groups (zero for depthwise convs), while
+    topi.nn.depthwise_conv2d_NCHWc needs a registered strategy ("missing register").
+    """
+    attrs = call.attrs
+    if len(attrs.data_layout) == 4:
+        from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
+
+        return _nn_conv2d(bb, call)
+    out_dtype = str(attrs.out_dtype) if str(attrs.out_dtype) not in ("", "void", "None") else str(call.ty.dtype)
+    data, weight = call.args
+    args = (data, weight, attrs.strides, attrs.padding, attrs.dilation, out_dtype, templates)
+    if int(attrs.groups) == 1:
+        return bb.call_te(_conv2d_nchwc, *args, primfunc_name_hint="conv2d_NCHWc")
+    return bb.call_te(_depthwise_nchwc, *args, primfunc_name_hint="depthwise_conv2d_NCHWc")
+
+
+def _template(name: str, enabled: bool) -> dict:
+    """Block attributes that route the block to tvmopt's schedule template `name`."""
+    return {"schedule_rule": name} if enabled else {}
+
+
+def _padded(data: te.Tensor, padding) -> te.Tensor:
+    top, left, bottom, right = (int(p) for p in padding)
+    if not (top or left or bottom or right):
+        return data
+    return topi.nn.pad(data, (0, 0, top, left, 0), (0, 0, bottom, right, 0), name="data_pad")
+
+
+def _out_size(size: int, kernel: int, before: int, after: int, stride: int, dilation: int) -> int:
+    return (size + before + after - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def _conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation, out_dtype: str,
+                  templates: bool = True) -> te.Tensor:
+    """conv2d: data [N, C/i, H, W, i], kernel [O/o, C/i, KH, KW, i, o] -> [N, O/o, OH, OW, o].
+
+    TOPI's conv2d_NCHWc compute (groups=1), marked for tvmopt's conv template (tuning/templates.py).
+    """
+    n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
+    oc_chunk, _, kh_size, kw_size, _, oc_bn = (int(d) for d in kernel.shape)
+    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
+    top, left, bottom, right = (int(p) for p in padding)
+    out_h = _out_size(height, kh_size, top, bottom, sh, dh)
+    out_w = _out_size(width, kw_size, left, right, sw, dw)
+    padded = _padded(data, padding)
+    ic = te.reduce_axis((0, ic_chunk * ic_bn), name="ic")
+    kh = te.reduce_axis((0, kh_size), name="kh")
+    kw = te.reduce_axis((0, kw_size), name="kw")
+    return te.compute(
+        (n, oc_chunk, out_h, out_w, oc_bn),
+        lambda b, oc, y, x, ob: te.sum(
+            padded[b, ic // ic_bn, y * sh + kh * dh, x * sw + kw * dw, ic % ic_bn].astype(out_dtype)
+            * kernel[oc, ic // ic_bn, kh, kw, ic % ic_bn, ob].astype(out_dtype),
+            axis=[ic, kh, kw],
+        ),
+        name="conv2d_NCHWc",
+        attrs=_template("tvmopt_conv2d_nchwc", templates),
+    )
+
+
+def _depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation, out_dtype: str,
+                     templates: bool = True) -> te.Tensor:
+    """Depthwise conv: data [N, C/b, H, W, b], kernel [C/b, 1, KH, KW, 1, b] -> [N, C/b, OH, OW, b]."""
+    n, c_chunk, height, width, block = (int(d) for d in data.shape)
+    _, _, kh_size, kw_size, _, _ = (int(d) for d in kernel.shape)
+    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
+    top, left, bottom, right = (int(p) for p in padding)
+    out_h = _out_size(height, kh_size, top, bottom, sh, dh)
+    out_w = _out_size(width, kw_size, left, right, sw, dw)
+    padded = _padded(data, padding)
+    kh = te.reduce_axis((0, kh_size), name="kh")
+    kw = te.reduce_axis((0, kw_size), name="kw")
+    return te.compute(
+        (n, c_chunk, out_h, out_w, block),
+        lambda b, c, y, x, cb: te.sum(
+            padded[b, c, y * sh + kh * dh, x * sw + kw * dw, cb].astype(out_dtype)
+            * kernel[c, 0, kh, kw, 0, cb].astype(out_dtype),
+            axis=[kh, kw],
+        ),
+        name="depthwise_conv2d_NCHWc",
+        attrs=_template("tvmopt_depthwise_nchwc", templates),
+    )
+
+
+def clip_to_min_max() -> tvm.transform.Pass:
+    """Turn element-wise max/min against a scalar, emitted as call_tir, into relax.maximum/minimum.
+
+    Workaround: TVM's ONNX importer emits Clip (ReLU6 in MobileNets) as call_tir of
+    topi.maximum/minimum, and a call_tir has no layout rule, so ConvertLayout reorders back to
+    NCHW around every ReLU6. relax.maximum/minimum with a scalar propagate the layout. Run after
+    FoldConstant: the importer wraps the bound in where(isnan(bound), inf, bound).
+    """
+
+    @relax.expr_functor.mutator
+    class Rewriter(relax.PyExprMutator):
+        def __init__(self, mod: tvm.IRModule):
+            super().__init__(mod)
+            self.mod_ = mod
+
+        def visit_call_(self, call: relax.Call) -> relax.Expr:
+            call = super().visit_call_(call)
+            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir"):
+                return call
+            callee, args = call.args[0], call.args[1].fields
+            if not isinstance(callee, relax.GlobalVar):
+                return call
+            found = _scalar_max_min(self.mod_[callee], len(args))
+            if found is None:
+                return call
+            op, bound = found
+            x = args[0]
+            if bound is None:  # the scalar is the call's second argument (a 0-d tensor)
+                bound = args[1]
+            else:
+                bound = relax.const(bound, x.ty.dtype)
+            return relax.op.maximum(x, bound) if op == "max" else relax.op.minimum(x, bound)
+
+    @tvm.transform.module_pass(opt_level=0, name="ClipToMinMax")
+    def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        rewriter = Rewriter(mod)
+        for gv, func in mod.functions.items():
+            if isinstance(func, relax.Function):
+                mod[gv] = rewriter.visit_expr(func)
+        return relax.transform.DeadCodeElimination()(mod)
+
+    return transform
+
+
+def _scalar_max_min(func, num_args: int) -> tuple[str, float | None] | None:
+    """("max" | "min", c) when a PrimFunc only computes out[i] = max/min(in[i], c) with c an
+    immediate, ("max" | "min", None) when c is a 0-d second input; None for anything else."""
+    if not isinstance(func, tvm.tirx.PrimFunc) or len(func.params) != num_args + 1 or num_args not in (1, 2):
+        return None
+    import tvm_ffi
+
+    stores: list = []
+    tvm_ffi.structural_walk(func.body, (tvm.tirx.BufferStore, stores.append))
+    if len(stores) != 1:
+        return None
+    value = stores[0].value
+    kind = "max" if isinstance(value, tvm.tirx.Max) else "min" if isinstance(value, tvm.tirx.Min) else None
+    if kind is None:
+        return None
+    # TVM 0.27: a PrimFunc's params are its buffers (there is no buffer_map)
+    x_buffer = func.params[0]
+    scalar_buffer = func.params[1] if num_args == 2 else None
+    operands = [value.a, value.b]
+    loads = [o for o in operands if _loads_from(o, x_buffer)]
+    if len(loads) != 1 or list(map(str, loads[0].indices)) != list(map(str, stores[0].indices)):
+        return None
+    other = operands[1] if operands[0] is loads[0] else operands[0]
+    if scalar_buffer is None and isinstance(other, (tvm.tirx.FloatImm, tvm.tirx.IntImm)):
+        return kind, float(other.value)
+    if scalar_buffer is not None and _loads_from(other, scalar_buffer) and len(other.indices) == 0:
+        return kind, None
+    return None
+
+
+def _loads_from(expr, buffer) -> bool:
+    """Whether `expr` is a load of `buffer` (TVM 0.27 calls it TensorLoad, with `.source`)."""
+    if type(expr).__name__ not in ("BufferLoad", "TensorLoad"):
+        return False
+    source = getattr(expr, "buffer", None) or getattr(expr, "source", None)
+    return source is not None and source.same_as(buffer)
+
+
+def layout_decisions(mod: tvm.IRModule, block: int | None) -> list[LayoutDecision]:
+    """For `tvmopt inspect`: which convs go blocked, which stay NCHW and why."""
+    out: list[LayoutDecision] = []
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d":
+            data, weight = (arg.ty for arg in expr.args[:2])
+            shape = f"{_fmt(data)} * {_fmt(weight)}"
+            if block is None:
+                out.append(LayoutDecision(f"conv2d#{len(out)}", shape, "NCHW", "target has no vector block"))
+                return
+            layouts, why = conv_layouts(expr, block)
+            out.append(LayoutDecision(f"conv2d#{len(out)}", shape, layouts[0] if layouts else "NCHW", why))
+
+    for _, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return out
+
+
+def _fmt(ty) -> str:
+    shape = getattr(ty, "shape", None)
+    return "x".join(str(d) for d in shape.values) if shape is not None and hasattr(shape, "values") else "?"

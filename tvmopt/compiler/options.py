@@ -1,0 +1,33 @@
+"""GraphOptions: the optimisations compile and tune apply, as one record.
+
+They change the kernels (and so the workloads a tuning log is keyed by), so tune and compile
+must use the same options to share records; the manifest and the session record say which were
+used. Defaults are what makes CPU inference fastest here (benchmarks/RESULTS.md, ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Which optimisations to apply; each is measured on its own in benchmarks/ablation.py."""
+
+    blocked_layout: bool = True  # convolutions in NCHW{block}c on CPUs (compiler/layout.py)
+    templates: bool = True  # tvmopt's schedule templates for conv / depthwise / GEMM (tuning/templates.py)
+    prepack_weights: bool = True  # weights re-laid-out for the tuned kernels, once at compile time
+    compiled_vm: bool = True  # the Relax VM's control flow compiled to native code (CPU targets)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(obj: dict | None) -> "GraphOptions":
+        known = {f.name for f in fields(GraphOptions)}
+        return GraphOptions(**{k: bool(v) for k, v in (obj or {}).items() if k in known})
+
+    @staticmethod
+    def none() -> "GraphOptions":
+        """Plain TVM: NCHW, generic MetaSchedule rules, no prepacking, bytecode VM."""
+        return GraphOptions(False, False, False, False)
