@@ -143,6 +143,24 @@ class DepthwiseCNN(nn.Module):
         return self.project(x).mean(dim=(2, 3))
 
 
+class MobileBlock(nn.Module):
+    """MobileNet-style: stem conv(3->8, s2)+BN+ReLU6, depthwise 3x3+BN+ReLU6, pointwise(8->16)+BN,
+    a grouped conv (2 groups)+ReLU, global average pool, linear(16 -> 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.depthwise = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.pointwise = nn.Sequential(nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.grouped = nn.Conv2d(16, 16, 3, padding=1, groups=2)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.pointwise(self.depthwise(self.stem(x)))
+        x = torch.relu(self.grouped(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
 class GRUModel(nn.Module):
     """nn.GRU(16 -> 32, batch_first) over 8 steps, then linear(32 -> 4) on every step."""
 
@@ -181,6 +199,18 @@ def tiny_transformer():
 def depthwise_cnn():
     """(DepthwiseCNN, (x[1, 3, 16, 16],))"""
     return _build(DepthwiseCNN, (1, 3, 16, 16))
+
+
+def mobile_block():
+    """(MobileBlock with non-trivial BN statistics, (x[1, 3, 32, 32],))"""
+    module, inputs = _build(MobileBlock, (1, 3, 32, 32))
+    gen = torch.Generator().manual_seed(SEED + 3)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return module, inputs
 
 
 def gru_model():

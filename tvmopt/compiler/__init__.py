@@ -23,8 +23,9 @@ from ..targets import TargetSpec, get_target, host_machine
 from .codegen import build, device_code, export_library
 from .options import GraphOptions
 from .package import write_artifact
+from .layout import block_size
 from .passes import fuse
-from .records import apply_records
+from .records import apply_records, reference_blocks
 
 __all__ = ["compile", "default_output", "GraphOptions"]
 
@@ -50,12 +51,8 @@ def compile(  # noqa: A001 - the pipeline's verb
             f"target {spec.name} exports with the cross compiler '{spec.cross_compiler}', which is not "
             "installed (Debian: apt-get install g++-aarch64-linux-gnu)"
         )
-    try:
-        fused = fuse(model.mod, tvm_target, options)
-    except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
-        raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {last_line(err)}") from err
-    fused, tuning = apply_records(fused, tvm_target, spec, Path(log_root) if log_root is not None else None,
-                                  prepack=options.prepack_weights)
+    root = Path(log_root) if log_root is not None else None
+    fused, tuning, options = _optimise(model, spec, tvm_target, root, options)
     started = time.monotonic()
     try:
         executable = build(fused, tvm_target, compiled_vm=options.compiled_vm)
@@ -80,6 +77,31 @@ def compile(  # noqa: A001 - the pipeline's verb
         return replace(manifest, build_s=round(time.monotonic() - started, 2), device_code=code)
 
     return write_artifact(output, manifest, write_library)
+
+
+def _optimise(model: Model, spec: TargetSpec, tvm_target, root: Path | None, options: GraphOptions):
+    """Graph passes and tuning records; returns (module, TuningInfo, the options used).
+
+    When the target's own layout finds records for only part of the model, the channel blocks of
+    compatible reference logs are tried too, and the one whose records cover most kernels wins:
+    an AVX-512 host (block 16) then reuses the shipped x86-avx2 log (block 8) with zero tuning.
+    """
+    candidates = [options]
+    if root is not None and options.blocked_layout and options.block is None:
+        candidates += [replace(options, block=b) for b in reference_blocks(spec, root) if b != block_size(tvm_target)]
+    best = None
+    for candidate in candidates:
+        try:
+            fused = fuse(model.mod, tvm_target, candidate)
+        except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
+            raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: "
+                               f"{last_line(err)}") from err
+        fused, tuning = apply_records(fused, tvm_target, spec, root, prepack=candidate.prepack_weights)
+        if best is None or tuning.tasks_tuned > best[1].tasks_tuned:
+            best = (fused, tuning, candidate)
+        if tuning.tasks_tuned == tuning.tasks_total:
+            break
+    return best
 
 
 def default_output(model: Model, spec: TargetSpec) -> Path:

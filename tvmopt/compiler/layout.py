@@ -73,8 +73,10 @@ def to_blocked_layout(block: int) -> tvm.transform.Pass:
     def layout_cb(call: relax.Call):
         if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d":
             layouts, _ = conv_layouts(call, block)
-            if layouts:
-                return {"relax.nn.conv2d": layouts}
+            # A conv left out is asked for NCHW explicitly. Workaround: with no desired layout,
+            # InferLayoutConv2d propagates its (blocked, 5-D) input layout into its 4-D attrs and
+            # fails in TransposeLike ("Layouts must have the same size").
+            return {"relax.nn.conv2d": layouts or ["NCHW", "OIHW", "NCHW"]}
         return {}
 
     return relax.transform.ConvertLayout({}, layout_cb)
@@ -272,4 +274,6 @@ def layout_decisions(mod: tvm.IRModule, block: int | None) -> list[LayoutDecisio
 
 def _fmt(ty) -> str:
     shape = getattr(ty, "shape", None)
-    return "x".join(str(d) for d in shape.values) if shape is not None and hasattr(shape, "values") else "?"
+    if shape is None or not hasattr(shape, "values"):
+        return "?"
+    return "x".join(str(int(d)) if isinstance(d, tvm.tirx.IntImm) else str(d) for d in shape.values)

@@ -18,6 +18,7 @@ class GraphOptions:
     templates: bool = True  # tvmopt's schedule templates for conv / depthwise / GEMM (tuning/templates.py)
     prepack_weights: bool = True  # weights re-laid-out for the tuned kernels, once at compile time
     compiled_vm: bool = True  # the Relax VM's control flow compiled to native code (CPU targets)
+    block: int | None = None  # channel block of the blocked layout; None: the target's vector width
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -25,9 +26,10 @@ class GraphOptions:
     @staticmethod
     def from_json(obj: dict | None) -> "GraphOptions":
         known = {f.name for f in fields(GraphOptions)}
-        return GraphOptions(**{k: bool(v) for k, v in (obj or {}).items() if k in known})
+        values = {k: v for k, v in (obj or {}).items() if k in known}
+        return GraphOptions(**{k: (v if k == "block" else bool(v)) for k, v in values.items()})
 
     @staticmethod
     def none() -> "GraphOptions":
         """Plain TVM: NCHW, generic MetaSchedule rules, no prepacking, bytecode VM."""
-        return GraphOptions(False, False, False, False)
+        return GraphOptions(blocked_layout=False, templates=False, prepack_weights=False, compiled_vm=False)

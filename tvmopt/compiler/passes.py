@@ -39,6 +39,8 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
 
     options = options or GraphOptions()
     block = block_size(target)
+    if block and options.block:
+        block = options.block
     layout = []
     if block and options.blocked_layout:
         layout = [transform.FoldConstant(), clip_to_min_max(), to_blocked_layout(block), transform.Normalize()]

@@ -39,6 +39,20 @@ def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
     return [path for _, path in sorted(found.values(), key=lambda f: -f[0])]
 
 
+def reference_blocks(spec: TargetSpec, log_root: Path) -> list[int]:
+    """Channel blocks the compatible reference targets' logs were tuned with (e.g. 8 for the shipped
+    x86-avx2 log, which an AVX-512 host, whose own block is 16, can also use)."""
+    from .layout import block_size
+
+    blocks = []
+    for path in reference_logs(spec, log_root):
+        other = next((t for t in list_targets() if t.log_name == path.name), None)
+        block = block_size(other.tvm_target()) if other is not None else None
+        if block and block not in blocks:
+            blocks.append(block)
+    return blocks
+
+
 def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, dict[str, str], Path]:
     """The target's own log plus, for the workloads it lacks, records of compatible reference logs.
 
@@ -75,6 +89,7 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
         if best is not None:
             log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
             applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
+    prepacked: tuple[str, ...] = ()
     if applied:
         from .passes import prepack_weights
 
@@ -82,8 +97,9 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
             fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
         if prepack:
             fused = prepack_weights(fused, target)
+            prepacked = tuple(sorted(gv.name_hint for gv in fused.functions if gv.name_hint.endswith("_prepacked")))
     references = tuple(sorted({a.log for a in applied} - {log_dir.name}))
-    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references)
+    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references, prepacked)
 
 
 def _count_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> int:

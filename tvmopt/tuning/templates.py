@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import tvm
 from tvm.s_tir import Schedule
 
 CONV2D_NCHWC = "tvmopt_conv2d_nchwc"

@@ -1,0 +1,108 @@
+"""CPU graph optimisations: blocked NCHWc layouts per vector width, schedule templates, prepacked
+weights, the compiled VM. Speed is measured in benchmarks/, correctness and structure here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tvmopt
+from conftest import ort_run, run_cli
+from tvmopt.compiler import GraphOptions
+from tvmopt.compiler.layout import block_size
+from tvmopt.targets import get_target
+from tvmopt.tuning import make_budget
+
+X = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def mobile_onnx(tmp_path_factory) -> Path:
+    import models
+
+    module, example = models.mobile_block()
+    return models.export_onnx(module, example, tmp_path_factory.mktemp("layout") / "mobile.onnx", ["x"], ["y"])
+
+
+@pytest.mark.parametrize("target, block", [("x86-avx2", 8), ("x86-avx512", 16), ("arm-cortex-a72", 4),
+                                           ("arm-neoverse-n1", 4), ("cuda-sm80", None)])
+def test_block_follows_the_targets_vector_width(target, block):
+    assert block_size(get_target(target).tvm_target()) == block
+
+
+def test_inspect_shows_which_convs_go_blocked_and_the_reorders_left(mobile_onnx):
+    proc = run_cli("inspect", str(mobile_onnx), "-t", "x86-avx2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    layouts = [d["layout"] for d in report["layouts"]]
+    # stem (3 input channels -> a 3-channel block), depthwise, pointwise blocked; 2-group conv not.
+    assert layouts == ["NCHW3c", "NCHW8c", "NCHW8c", "NCHW"]
+    assert "grouped conv" in report["layouts"][3]["reason"]
+    # entry, into and out of the grouped conv, and before the pool/flatten head: ReLU6 and the
+    # decomposed batch norms keep the blocked layout (no reorder around them).
+    assert report["layout_reorders"] <= 3
+    text = run_cli("inspect", str(mobile_onnx), "-t", "x86-avx2").stdout
+    assert "convolution layouts: 3/4 blocked" in text
+
+
+@pytest.mark.parametrize("target", ["host", "x86-avx2"])
+def test_blocked_untuned_build_matches_onnxruntime(mobile_onnx, target, tmp_path):
+    if not get_target(target).is_local_cpu:
+        pytest.skip(f"{target} does not run on this machine")
+    artifact = tvmopt.compile(tvmopt.import_model(mobile_onnx), target, tmp_path / "art", log_root=None)
+    assert artifact.manifest.optimizations["blocked_layout"] and artifact.manifest.optimizations["compiled_vm"]
+    out = tvmopt.load(artifact.path)(X)[0]
+    np.testing.assert_allclose(out, ort_run(mobile_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+def test_plain_options_build_the_same_model_in_nchw(mobile_onnx, tmp_path):
+    model = tvmopt.import_model(mobile_onnx)
+    artifact = tvmopt.compile(model, "host", tmp_path / "plain", log_root=None, options=GraphOptions.none())
+    assert artifact.manifest.optimizations == GraphOptions.none().to_json()
+    out = tvmopt.load(artifact.path)(X)[0]
+    np.testing.assert_allclose(out, ort_run(mobile_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tuned_mobile(mobile_onnx, tmp_path_factory):
+    """The MobileNet-style model tuned (smoke) with every optimisation on: templates for the convs
+    and the GEMM, layout-free weights."""
+    root = tmp_path_factory.mktemp("tuned-mobile")
+    model = tvmopt.import_model(mobile_onnx)
+    log = tvmopt.tune(model, "host", budget=make_budget("smoke", trials_per_task=2), log_root=root, progress=False)
+    artifact = tvmopt.compile(model, "host", root / "art", log_root=root)
+    return model, log, artifact
+
+
+def test_tuned_templates_and_prepacked_weights_match_onnxruntime(tuned_mobile, mobile_onnx):
+    _, log, artifact = tuned_mobile
+    assert not log.untuned_tasks and artifact.manifest.tuning.tasks_tuned == artifact.manifest.tuning.tasks_total
+    # every record of a templated kernel replays tvmopt's template (its custom-rule marks)
+    from tvmopt.logs.store import LogDatabase
+
+    database = LogDatabase(log.log_dir, readonly=True)
+    templated = [mod for mod in database.workload_modules() if "tvmopt_" in mod.script()]
+    assert len(templated) >= 3  # stem, depthwise, pointwise (the grouped conv stays generic)
+    # weights re-laid-out for the tuned kernels, packed at compile time: prepacked kernels in the library
+    prepacked = artifact.manifest.tuning.prepacked
+    assert prepacked and all(name.encode() in artifact.library_path.read_bytes() for name in prepacked)
+    out = tvmopt.load(artifact.path)(X)[0]
+    np.testing.assert_allclose(out, ort_run(mobile_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+def test_a_log_tuned_with_another_block_is_used_when_it_covers_more(tuned_mobile, tmp_path):
+    """An AVX-512 host (block 16) with only an AVX2 reference log (block 8) compiles in block 8,
+    so the log's records apply: zero-trial reuse of the shipped x86-avx2 log there."""
+    import shutil
+
+    model, log, _ = tuned_mobile
+    if block_size(get_target("host").tvm_target()) != 8:
+        pytest.skip("needs an AVX2 host to produce the block-8 log")
+    root = tmp_path / "logs"
+    shutil.copytree(log.log_dir, root / "x86-avx2")  # this host's log stands in for the shipped one
+    artifact = tvmopt.compile(model, "x86-avx512", tmp_path / "avx512", log_root=root)  # built, not run here
+    assert artifact.manifest.optimizations["block"] == 8
+    assert artifact.manifest.tuning.tasks_tuned == artifact.manifest.tuning.tasks_total
+    assert artifact.manifest.tuning.reference_logs == ("x86-avx2",)
