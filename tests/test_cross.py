@@ -64,6 +64,20 @@ def test_arm_artifact_is_aarch64_neon_and_matches_x86_under_emulation(
     np.testing.assert_allclose(out, x86_reference, atol=1e-4, rtol=1e-4)
 
 
+def test_arm_blocked_layouts_match_onnxruntime_under_emulation(aarch64_root, tmp_path):
+    """NEON's 4-float block through a stem, a depthwise conv with ReLU6 and batch norms, and a
+    grouped conv that stays NCHW; the aarch64 build matches ONNX Runtime on x86."""
+    import models
+    from conftest import ort_run
+    from tvmopt.runtime.emulation import run_emulated
+
+    module, example = models.mobile_block()
+    path = models.export_onnx(module, example, tmp_path / "mobile.onnx", ["x"], ["y"])
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype("float32")
+    artifact = tvmopt.compile(tvmopt.import_model(path), "arm-neoverse-n1", tmp_path / "arm", log_root=None)
+    np.testing.assert_allclose(run_emulated(artifact, [x])[0], ort_run(path, {"x": x})[0], atol=1e-4, rtol=1e-4)
+
+
 def test_run_emulate_cli_reports_no_latency(aarch64_root, cnn_onnx, tmp_path):
     out = tmp_path / "arm"
     assert run_cli("compile", str(cnn_onnx), "-t", "arm-cortex-a72", "--no-tuning", "-o", str(out)).returncode == 0
