@@ -21,6 +21,7 @@ from tvmopt.compiler.passes import extract_tasks, fuse
 from tvmopt.frontends import zoo
 from tvmopt.logs import log_dir_for
 from tvmopt.logs.store import LogDatabase
+from tvmopt.logs.workload import estimate_flops
 
 
 def op_class(name: str) -> str:
@@ -40,6 +41,7 @@ def tvm_kernels(model, target: str, log_root: Path) -> list[dict]:
     for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target):
         best = database.best_seconds(task.dispatched[0])
         rows.append({"name": task.task_name, "calls": int(task.weight),
+                     "flops": estimate_flops(task.dispatched[0]) * int(task.weight),
                      "us": None if best is None else best * 1e6 * int(task.weight)})
     return rows
 
@@ -80,15 +82,26 @@ def main() -> None:
     tvm_rows = tvm_kernels(tvmopt.import_model(onnx_path), args.target, Path(args.log_dir))
     ort_rows = ort_nodes(onnx_path, feeds)
 
+    from peak import peak_gflops
+
+    _, peak = peak_gflops()
     print(f"### {args.model} on {args.target}: kernel time per inference (us)\n")
-    print("| class | TVM tuned kernels (log best x calls) | ORT nodes (profiler) | TVM/ORT |\n|---|---|---|---|")
+    print(f"GFLOP/s of a class = the model's FLOPs in that class (TVM's count, the same work for both) / time;"
+          f" % of this machine's measured fp32 peak ({peak:.0f} GFLOP/s on all cores, benchmarks/peak.py).\n")
+    print("| class | MFLOP | TVM us (log best x calls) | TVM GFLOP/s (% peak) | ORT us (profiler) "
+          "| ORT GFLOP/s (% peak) | TVM/ORT |\n|---|---|---|---|---|---|---|")
     classes = ["conv", "matmul/gemm", "other"]
     untuned = [r["name"] for r in tvm_rows if r["us"] is None]
     for cls in classes + ["total"]:
         tvm_us = sum(r["us"] or 0 for r in tvm_rows if cls == "total" or op_class(r["name"]) == cls)
         ort_us = sum(r["us"] for r in ort_rows if cls == "total" or op_class(r["op"]) == cls)
+        flops = sum(r["flops"] for r in tvm_rows if cls == "total" or op_class(r["name"]) == cls)
         ratio = f"{tvm_us / ort_us:.2f}x" if ort_us else "-"
-        print(f"| {cls} | {tvm_us:.0f} | {ort_us:.0f} | {ratio} |")
+
+        def rate(us: float) -> str:
+            return f"{flops / us / 1e3:.0f} ({100 * flops / us / 1e3 / peak:.0f}%)" if us and flops else "-"
+
+        print(f"| {cls} | {flops / 1e6:.0f} | {tvm_us:.0f} | {rate(tvm_us)} | {ort_us:.0f} | {rate(ort_us)} | {ratio} |")
     if untuned:
         print(f"\nkernels without a record (not counted): {', '.join(untuned)}")
     print(f"\nTop {args.top} TVM kernels | us || Top {args.top} ORT nodes | us\n---|---||---|---")
