@@ -15,6 +15,7 @@ from .._compat import cc
 from ..errors import CompileError
 from ..native_output import captured
 from ..runtime.artifact import DeviceCode
+from .nan import propagate_nan
 
 FATBIN_MAGIC = b"\x50\xed\x55\xba"  # NVIDIA fatbin header, little-endian 0xBA55ED50
 
@@ -23,6 +24,7 @@ def build(mod: tvm.IRModule, target: tvm.target.Target):
     """Compile a fused (and possibly scheduled) Relax module into a VM executable."""
     if target.kind.name == "cuda":
         enable_cuda_device_codegen()
+    mod = propagate_nan(mod, target)
     with target, captured():
         return tvm.compile(mod, target=target)
 
