@@ -85,9 +85,14 @@ def _tune_cmd(model: Path, log_root: Path, per_task: int) -> list[str]:
 
 
 def test_sigkill_loses_no_measurement_and_rerun_resumes(cnn_onnx, tmp_path):
+    import os
+
     per_task = 8
     log_dir = tmp_path / tvmopt.get_target("host").log_name
-    proc = subprocess.Popen(_tune_cmd(cnn_onnx, tmp_path, per_task), cwd=REPO,
+    scratch = tmp_path / "tmp"  # where the session builds candidates
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    proc = subprocess.Popen(_tune_cmd(cnn_onnx, tmp_path, per_task), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     records = log_dir / RECORD_FILE
@@ -102,9 +107,17 @@ def test_sigkill_loses_no_measurement_and_rerun_resumes(cnn_onnx, tmp_path):
     assert killed_with >= 6  # every batch measured before the kill is on disk
     sessions = [json.loads(p.read_text()) for p in (log_dir / "sessions").glob("*.json")]
     assert [s["status"] for s in sessions] == ["running"]  # the killed session says how far it got
+    shown = subprocess.run([sys.executable, "-m", "tvmopt", "logs", "show", str(log_dir), "--json"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert [s["status"] for s in json.loads(shown.stdout)["sessions"]] == ["stale"]  # its process is gone
+    assert list(scratch.iterdir())  # the killed session's scratch directory is left behind...
 
-    done = subprocess.run(_tune_cmd(cnn_onnx, tmp_path, per_task), cwd=REPO, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(_tune_cmd(cnn_onnx, tmp_path, per_task), cwd=REPO, capture_output=True, text=True,
+                          timeout=400, env=env)
     assert done.returncode == 0, done.stderr
+    assert not list(scratch.iterdir())  # ...until the next session sweeps it (and removes its own)
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (log_dir / "sessions").glob("*.json"))
+    assert statuses == ["finished", "stale"]  # written down by the next session that opened the log
     final = record_lines(log_dir)
     assert len(final) >= killed_with
     assert_no_duplicate_measurements(log_dir)

@@ -6,6 +6,8 @@ is shown only with --verbose. Library users catch TvmoptError (or a subclass).
 
 from __future__ import annotations
 
+import errno
+
 
 class TvmoptError(Exception):
     """Base class: a problem with the user's input or environment, explained in one line."""
@@ -55,6 +57,37 @@ class EmulationError(TvmoptError):
 
 class MissingDependencyError(TvmoptError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class UsageError(TvmoptError):
+    """An option or argument is out of range (e.g. --repeat 0)."""
+
+
+class PathError(TvmoptError):
+    """A file or directory cannot be read or written (permissions, a file in the way, disk full)."""
+
+
+# What to do about an OSError, by errno: the part of the message a user acts on.
+_OS_HINTS = {
+    errno.EACCES: "permission denied: check its permissions or choose another path",
+    errno.EPERM: "operation not permitted: check its permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOSPC: "no space left on the device: free some space and run again",
+    errno.EDQUOT: "disk quota exceeded: free some space and run again",
+    errno.EFBIG: "file too large for this file system or process limit: free space or raise the limit",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
+    errno.EISDIR: "it is a directory, not a file",
+    errno.EEXIST: "it already exists",
+    errno.ENOENT: "no such file or directory",
+    errno.ENAMETOOLONG: "the path is too long",
+}
+
+
+def path_error(err: OSError, doing: str, path: object = None, cls: type[TvmoptError] = PathError) -> TvmoptError:
+    """A one-line TvmoptError for an OSError: what was being done, on which path, and what to do."""
+    where = path if path is not None else (err.filename or "")
+    hint = _OS_HINTS.get(err.errno or 0, err.strerror or type(err).__name__)
+    return cls(f"{where}: cannot {doing}: {hint}" if where else f"cannot {doing}: {hint}")
 
 
 def last_line(err: BaseException, limit: int = 300) -> str:

@@ -39,20 +39,63 @@ def signature(specs: "tuple[TensorSpec, ...] | list[TensorSpec]") -> str:
     return ", ".join(f"{s.name}: {s.dtype}[{s.shape_str()}]" for s in specs)
 
 
+SHAPE_SYNTAX = ("NAME:DIMS with dims separated by 'x' or ',', e.g. input:1x3x224x224 or input_ids:1,128; "
+                "a name instead of a number keeps a dynamic dim symbolic, e.g. input_ids:batch,128")
+
+
 def parse_shape(text: str) -> tuple[str, tuple[Dim, ...]]:
-    """Parse a CLI shape override 'NAME:1x3x224x224' (a non-integer dim stays symbolic)."""
+    """Parse a CLI shape override 'NAME:1x3x224x224' or 'NAME:1,3,224,224' (a name keeps a dim symbolic).
+
+    Commas always separate. An 'x' separates only where a number meets it ('1x128', 'batchx128',
+    '1xseq'), so a dim name containing x ('max_batch', 'maxb') works without commas; two names
+    need a comma ('batch,seq').
+    """
     from .errors import InputSpecError
 
     name, sep, dims = text.rpartition(":")
     if not sep or not name:
-        raise InputSpecError(f"--input-shape '{text}': expected NAME:DIMS, e.g. input:1x3x224x224")
+        raise InputSpecError(f"--input-shape '{text}': expected {SHAPE_SYNTAX}")
+    if not dims.strip():
+        raise InputSpecError(f"--input-shape '{text}': no dims after ':'; expected {SHAPE_SYNTAX}")
     out: list[Dim] = []
-    for part in dims.lower().split("x") if dims else []:
-        part = part.strip()
+    for part in _split_dims(dims):
+        if not part:
+            raise InputSpecError(f"--input-shape '{text}': an empty dim; expected {SHAPE_SYNTAX}")
         if part.isdigit():
+            if int(part) == 0:
+                raise InputSpecError(f"--input-shape '{text}': dim {len(out)} is 0; sizes must be positive")
             out.append(int(part))
         elif part.isidentifier():
             out.append(part)
         else:
-            raise InputSpecError(f"--input-shape '{text}': dim '{part}' is not an integer")
+            raise InputSpecError(f"--input-shape '{text}': dim '{part}' is neither a positive integer nor a "
+                                 f"name; expected {SHAPE_SYNTAX}")
     return name, tuple(out)
+
+
+def parse_shapes(texts: "list[str] | tuple[str, ...]") -> dict[str, tuple[Dim, ...]]:
+    """Every --input-shape of a command line, by input name; an input named twice is an error."""
+    from .errors import InputSpecError
+
+    shapes: dict[str, tuple[Dim, ...]] = {}
+    for text in texts:
+        name, dims = parse_shape(text)
+        if name in shapes:
+            raise InputSpecError(f"--input-shape names input '{name}' twice ({'x'.join(map(str, shapes[name]))} "
+                                 f"and {'x'.join(map(str, dims))}); give each input once")
+        shapes[name] = dims
+    return shapes
+
+
+def _split_dims(dims: str) -> list[str]:
+    """Split on ',' and on every 'x' that has a digit on at least one side and text on both."""
+    parts: list[str] = []
+    for chunk in dims.split(","):
+        chunk = "".join(chunk.split())  # '1 x 16' is 1x16
+        start = 0
+        for i, char in enumerate(chunk):
+            if char in "xX" and 0 < i < len(chunk) - 1 and (chunk[i - 1].isdigit() or chunk[i + 1].isdigit()):
+                parts.append(chunk[start:i])
+                start = i + 1
+        parts.append(chunk[start:])
+    return parts

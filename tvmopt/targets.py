@@ -120,7 +120,38 @@ def load_target_file(path: str | Path) -> TargetSpec:
         log_name=str(data["name"]),
     )
     spec.tvm_target()  # validate now, with the file name in the error
+    for label, part in (("target", spec.target), ("host", spec.host)):
+        _check_llvm_cpu(path, label, part)
     return spec
+
+
+def _check_llvm_cpu(path: Path, label: str, target: dict | None) -> None:
+    """Refuse an `mcpu` LLVM does not know for the triple.
+
+    Workaround: TVM accepts any mcpu string; LLVM then warns once at build time ("is not a
+    recognized processor") and generates code for a generic CPU, so a typo silently loses
+    every ISA feature the target was meant to have.
+    """
+    if not isinstance(target, dict) or target.get("kind") != "llvm" or not target.get("mcpu"):
+        return
+    from tvm.target import codegen
+
+    cpu = str(target["mcpu"])
+    triple = str(target.get("mtriple") or codegen.llvm_get_system_triple())
+    if codegen.llvm_is_valid_cpu(cpu, triple):
+        return
+    import difflib
+
+    import tvm
+
+    try:
+        known = list(codegen.llvm_get_cpu_archlist(tvm.target.Target({"kind": "llvm", "mtriple": triple})))
+    except Exception:  # noqa: BLE001 - a triple this LLVM has no backend for
+        known = []
+    close = difflib.get_close_matches(cpu, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else (f"; it knows e.g. {', '.join(known[:5])}" if known else "")
+    raise TargetError(f"{path}: {label} mcpu '{cpu}' is not a CPU LLVM knows for mtriple {triple} (LLVM would build "
+                      f"for a generic CPU){hint}")
 
 
 def _resolve_host(data: dict, path: Path) -> TargetSpec:

@@ -1,14 +1,16 @@
 """Command line: thin argparse adapters over the library API (same verbs, same objects).
 
 Each verb group lives in its own module with a `register(subparsers)` that adds its parser
-and sets `func`; this module only assembles them. Every TvmoptError becomes one line on stderr
-and exit code 2; --verbose shows the traceback and TVM's own output.
+and sets `func`; this module only assembles them. Every TvmoptError (and any file-system error
+a stage did not name) becomes one line on stderr and exit code 2; --verbose shows the traceback
+and TVM's own output. Ctrl-C exits 130; a closed stdout pipe (`| head`) exits quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Callable
 
@@ -60,16 +62,77 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         warnings.filterwarnings("ignore")
-    from ..errors import TvmoptError
+    from ..errors import TvmoptError, path_error
 
     func: Callable = args.func
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
-        return int(func(args) or 0)
+        if getattr(args, "input_shape", None):
+            from ..specs import parse_shapes
+
+            parse_shapes(args.input_shape)  # a typo fails now, not after the verb has imported TVM
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        if code == 130:
+            _exit_now(code)
+        return code
     except TvmoptError as err:
         if args.verbose:
             raise
         print(f"tvmopt: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("tvmopt: interrupted (finished measurements are in the log)", file=sys.stderr)
-        return 130
+        print("tvmopt: interrupted", file=sys.stderr)
+        _exit_now(130)
+    except BrokenPipeError:
+        # `tvmopt logs show LOG | head`: the reader left; stop quietly, as `git log | head` does.
+        _silence_stdout()
+        return 141
+    except OSError as err:  # an environment problem no stage turned into a TvmoptError
+        if args.verbose:
+            raise
+        print(f"tvmopt: error: {path_error(err, 'access it')}", file=sys.stderr)
+        return 2
+    except Exception:
+        if _SIGINT_SEEN:
+            # A Ctrl-C inside a Python callback of TVM's C++ (a Python pass, MetaSchedule) comes out
+            # of TVM as a bare RuntimeError; it still is the user's Ctrl-C.
+            print("tvmopt: interrupted", file=sys.stderr)
+            _exit_now(130)
+        raise
+
+
+_SIGINT_SEEN = False
+
+
+def _on_sigint(signum, frame) -> None:
+    """Python's default SIGINT handler, remembering that it ran (see main)."""
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    raise KeyboardInterrupt
+
+
+def _exit_now(code: int) -> None:
+    """After Ctrl-C: flush and leave without the interpreter's teardown, where TVM's and XGBoost's
+    native destructors take seconds (every file tvmopt writes is already closed or fsync'd)."""
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -10,7 +10,9 @@ def model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="ONNX file (.onnx) or torch.export program (.pt2)")
     parser.add_argument(
         "--input-shape", action="append", default=[], metavar="NAME:DIMS",
-        help="fix an input's shape, e.g. input_ids:1x128 (repeat per input); needed to tune dynamic dims",
+        help="fix an input's shape, e.g. input_ids:1x128 or input_ids:1,128 (once per input); needed to tune "
+             "dynamic dims. Dims are separated by ',' or by an 'x' next to a number; a name keeps a dynamic dim "
+             "symbolic (input_ids:1,max_len); two names need a comma (batch,seq)",
     )
 
 
@@ -22,7 +24,14 @@ def target_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def log_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-dir", default="tuning_logs", help="root of the tuning logs (default: tuning_logs)")
+    parser.add_argument("--log-dir", default="tuning_logs", type=_log_root,
+                        help="root of the tuning logs (default: tuning_logs)")
+
+
+def _log_root(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give the root of the tuning logs, e.g. tuning_logs")
+    return text
 
 
 def rpc_args(parser: argparse.ArgumentParser, what: str) -> None:
@@ -46,9 +55,9 @@ def rpc_device(args):
 def import_from_args(args):
     """The Model named by `model` and `--input-shape` arguments."""
     from ..frontends import import_model
-    from ..specs import parse_shape
+    from ..specs import parse_shapes
 
-    shapes = dict(parse_shape(s) for s in args.input_shape)
+    shapes = parse_shapes(args.input_shape)
     return import_model(args.model, input_shapes=shapes or None)
 
 

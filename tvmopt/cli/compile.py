@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from .common import import_from_args, log_arg, model_args, target_arg
 
 
@@ -33,6 +35,16 @@ def run(args) -> int:
         print(f"{tuning.borrowed()} kernel(s) use records of the compatible reference log(s) "
               f"{', '.join(tuning.reference_logs)} (zero tuning for them)")
     if tuning.tasks_total and tuning.untuned:
-        print(f"note: {tuning.untuned} kernel(s) had no record in {tuning.log_dir} and use TVM's default "
-              "schedule; `tvmopt tune` them for speed")
+        from ..logs.store import is_log
+
+        if not is_log(tuning.log_dir):
+            print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "
+                  f"writes it): {tuning.untuned} kernel(s) use TVM's default schedule", file=sys.stderr)
+        else:
+            print(f"note: the log {tuning.log_dir} holds no record for {tuning.untuned} of this model's "
+                  f"{tuning.tasks_total} kernel(s); they use TVM's default schedule (`tvmopt tune` them for speed)",
+                  file=sys.stderr)
+    elif not args.no_tuning and not tuning.tasks_total and not model.is_static:
+        print("note: the model has dynamic dims, so no tuning record applies (fix them with --input-shape to use "
+              "tuned kernels)", file=sys.stderr)
     return 0

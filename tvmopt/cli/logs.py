@@ -21,8 +21,9 @@ def register(sub) -> None:
                 "(e.g. tuning_logs/host-znver4-2c).", run_show)
     a.add_argument("log", metavar="LOG", help=LOG_HELP)
     a = _action(actions, "validate", "line counts and every corrupt or unreadable line",
-                "Line counts and every corrupt or unreadable line (skipped, never fatal); exit code 1 when there "
-                "are problems.", run_validate)
+                "Line counts and every corrupt or unreadable line (skipped, never fatal), and every record that "
+                "cannot be verified against its workload (e.g. database_workload.json was lost or replaced); exit "
+                "code 1 when there are problems.", run_validate)
     a.add_argument("log", metavar="LOG", help=LOG_HELP)
     a = _action(actions, "compare", "compare logs of several targets or machines, workload by workload",
                 "Match workloads across two or more logs (by structural hash) and show each log's best latency, "
@@ -97,6 +98,11 @@ def run_validate(args) -> int:
               f"{report.records_loaded} records loaded")
         for problem in report.problems:
             print(f"problem: {problem}")
+        if report.set_aside:
+            from ..logs.store import UNVERIFIED_FILE
+
+            print(f"note: {report.set_aside} record(s) were set aside earlier in {UNVERIFIED_FILE} (their workload "
+                  "could not be verified); they are not part of the log")
         print("ok" if report.ok else f"{len(report.problems)} problem(s); the rest is usable")
     return 0 if report.ok else 1
 

@@ -15,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("--inputs", help=".npz file with one array per input name")
     p.add_argument("--save-outputs", metavar="FILE.npz", help="write the outputs to an .npz file")
     p.add_argument("--repeat", type=int, default=50, help="timed runs (default 50)")
+    p.add_argument("--cast-inputs", action="store_true",
+                   help="convert --inputs arrays of another dtype (e.g. float64) to the model's; by default "
+                        "they are refused")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     rpc_args(p, "run on a device registered with this TVM RPC tracker and report its latency")
     p.add_argument("--emulate", action="store_true",
@@ -35,7 +38,8 @@ def run(args) -> int:
                 feeds = {k: data[k] for k in data.files}
         except (OSError, ValueError) as err:
             raise InputSpecError(f"{args.inputs}: not a readable .npz file ({err})") from err
-    result = run_artifact(args.artifact, feeds, repeat=args.repeat, emulate=args.emulate, rpc=rpc_device(args))
+    result = run_artifact(args.artifact, feeds, repeat=args.repeat, emulate=args.emulate, rpc=rpc_device(args),
+                          cast_inputs=args.cast_inputs)
     artifact, latency = result.artifact, result.latency
     if args.save_outputs:
         np.savez(args.save_outputs, **{s.name: o for s, o in zip(artifact.outputs, result.outputs)})

@@ -14,7 +14,8 @@ def register(sub) -> None:
             "Search schedules for every kernel with MetaSchedule and its XGBoost cost model, measuring "
             "candidates on this machine. Records are appended to tuning_logs/<target>/ as they are measured: "
             "re-running the same command resumes (a task's budget counts what the log already holds), "
-            "and a session killed at any point keeps every finished measurement."
+            "and a session killed at any point keeps every finished measurement. Ctrl-C stops at the next "
+            "safe point (exit 130); a second Ctrl-C exits at once."
         ),
     )
     model_args(p)
@@ -24,7 +25,8 @@ def register(sub) -> None:
                    help="preset: smoke (CI, seconds), quick (minutes, default), full (serious)")
     p.add_argument("--trials", type=int, help="at most this many trials in this session, over all tasks")
     p.add_argument("--trials-per-task", type=int, help="trials per task, counted across sessions (overrides the preset)")
-    p.add_argument("--timeout", type=float, metavar="MIN", help="stop after MIN minutes (finished measurements are kept)")
+    p.add_argument("--timeout", type=float, metavar="MIN",
+                   help="stop after MIN minutes, a positive number (finished measurements are kept); no limit without it")
     p.add_argument("--seed", type=int, help="random seed of the search")
     p.add_argument("--transfer-from", action="append", default=[], metavar="LOG",
                    help="warm-start the XGBoost cost model from this tuning log (another model or target, "
@@ -38,7 +40,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..tuning import make_budget, tune
+    from ..tuning import interrupt, make_budget, tune
+    from ..tuning.interrupt import TuningInterrupted
+
+    # At a terminal, a first Ctrl-C gets the prompt back within ~2 s: the session stops at its next
+    # safe point, or after that ends under the log lock (every written record stays whole).
+    interrupt.GRACE_S = 2.0
 
     rpc = rpc_device(args)
     model = import_from_args(args)
@@ -46,8 +53,14 @@ def run(args) -> int:
                          timeout_s=args.timeout * 60 if args.timeout is not None else None)
     where = f"on {rpc}" if rpc else "on this machine"
     print(f"tuning {model.name} for {args.target} {where} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
-    log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress,
-               seed=args.seed, rpc=rpc, transfer=args.transfer_from)
+    try:
+        log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress,
+                   seed=args.seed, rpc=rpc, transfer=args.transfer_from)
+    except TuningInterrupted as stop:
+        log = stop.log
+        print(f"tvmopt: interrupted: {log.trials_run} trials kept in {log.log_dir} (session {log.session_path.name}); "
+              "run the same command to resume", file=sys.stderr)
+        return 130
     print_tuning(log)
     if not args.no_check and rpc is None:
         from ..measure.check import check_estimate

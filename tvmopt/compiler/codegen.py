@@ -15,6 +15,7 @@ from .._compat import cc
 from ..errors import CompileError
 from ..native_output import captured
 from ..runtime.artifact import DeviceCode
+from .nan import propagate_nan
 
 FATBIN_MAGIC = b"\x50\xed\x55\xba"  # NVIDIA fatbin header, little-endian 0xBA55ED50
 
@@ -31,6 +32,7 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, compiled_vm: bool = True
     if target.kind.name == "cuda":
         enable_cuda_device_codegen()
     exec_mode = "compiled" if compiled_vm and target.kind.name == "llvm" else "bytecode"
+    mod = propagate_nan(mod, target)
     with target, captured():
         return relax.build(mod, target=target, exec_mode=exec_mode)
 

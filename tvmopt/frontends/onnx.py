@@ -21,15 +21,7 @@ from .relax_specs import output_specs, symbolic_dim
 
 
 def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | None) -> Model:
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        proto = onnx.load(str(path))
-    except (DecodeError, ValueError, RuntimeError, OSError) as err:
-        raise ModelImportError(
-            f"{path}: not a readable ONNX model ({last_line(err)}); is the file truncated or of another format?"
-        ) from err
+    proto = read_onnx(path)
     if not proto.graph.node:
         raise ModelImportError(f"{path}: the ONNX graph has no nodes (empty or not an ONNX model)")
     _check_operators(path, proto)
@@ -78,6 +70,100 @@ def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | Non
         format="onnx",
         sha256=sha256_file(path),
     )
+
+
+# --------------------------------------------------------------------------- reading the file
+
+# ModelProto's fields (onnx.proto) and their protobuf wire types: 0 varint, 2 length-delimited.
+_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_GRAPH_FIELD = 7
+
+
+def read_onnx(path: Path):
+    """The ModelProto of `path` with its external data; every failure a ModelImportError naming the file."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    check_onnx_header(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as err:
+        raise ModelImportError(
+            f"{path}: not a readable ONNX model ({last_line(err)}); is the file truncated or of another format?"
+        ) from err
+    _load_external_data(path, proto)
+    return proto
+
+
+def check_onnx_header(path: Path, max_fields: int = 10_000) -> None:
+    """Walk the file's top-level protobuf fields (seeking past their contents) before anything reads it
+    whole: a multi-GB file of zeros or another format is refused at once, not after loading it."""
+    size = path.stat().st_size
+    expected = "is the file truncated or of another format?"
+    if size == 0:
+        raise ModelImportError(f"{path}: empty file, not an ONNX model")
+    graph = False
+    with open(path, "rb") as stream:
+        for _ in range(max_fields):
+            offset = stream.tell()
+            if offset >= size:
+                break
+            tag = _varint(stream)
+            field, wire = (tag >> 3, tag & 7) if tag is not None else (0, -1)
+            if field == 0 or wire not in (0, 1, 2, 5) or _MODEL_FIELDS.get(field, wire) != wire:
+                raise ModelImportError(f"{path}: not a readable ONNX model (byte {offset} does not start a "
+                                       f"field of an ONNX ModelProto); {expected}")
+            if wire == 0:
+                length = 0 if _varint(stream) is not None else size
+            elif wire == 2:
+                value = _varint(stream)
+                length = value if value is not None else size
+            else:
+                length = 8 if wire == 1 else 4
+            if stream.tell() + length > size:
+                raise ModelImportError(f"{path}: not a readable ONNX model (field {field} at byte {offset} runs "
+                                       f"past the end of the file, {size} bytes); {expected}")
+            stream.seek(length, 1)
+            graph = graph or field == _GRAPH_FIELD
+        else:
+            return  # many top-level fields, all well-formed so far: let the parser decide
+    if not graph:
+        raise ModelImportError(f"{path}: not an ONNX model (no graph in it); {expected}")
+
+
+def _varint(stream) -> int | None:
+    """One protobuf varint, or None at end of file or after 10 bytes."""
+    value = 0
+    for shift in range(0, 70, 7):
+        byte = stream.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+    return None
+
+
+def _load_external_data(path: Path, proto) -> None:
+    """Read the tensors stored beside the model; a missing file is named, with where it was expected."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, load_external_data_for_model
+
+    external = [t for t in _get_all_tensors(proto) if t.HasField("data_location") and t.data_location == t.EXTERNAL]
+    if not external:
+        return
+    for tensor in external:
+        location = ExternalDataInfo(tensor).location
+        file = path.parent / location
+        if not file.is_file():
+            raise ModelImportError(
+                f"{path}: tensor '{tensor.name}' keeps its data in the external file '{location}', which is "
+                f"missing (expected at {file}); copy it beside the model"
+            )
+    try:
+        load_external_data_for_model(proto, str(path.parent))
+    except Exception as err:  # noqa: BLE001 - onnx raises ValidationError, OSError, ValueError
+        raise ModelImportError(f"{path}: cannot read its external data ({last_line(err)}); "
+                               "is an external data file truncated or from another model?") from err
 
 
 # --------------------------------------------------------------------------- TVM's ONNX frontend
@@ -180,11 +266,20 @@ def _apply_overrides(path: Path, declared: dict[str, tuple[Dim, ...]], overrides
         want = declared[in_name]
         dims = tuple(dims)
         if len(dims) != len(want):
+            # A name with an 'x' between two names reads as one dim: '1,batchxseq' needs commas.
+            hint = (" (dims are separated by 'x' next to a number, or by ','; write names apart with commas, "
+                    "e.g. batch,seq)" if any(isinstance(d, str) and "x" in d.lower() for d in dims) else "")
             raise InputSpecError(
-                f"{path}: input '{in_name}' has rank {len(want)} ({_fmt(want)}), --input-shape gives {_fmt(dims)}"
+                f"{path}: input '{in_name}' has rank {len(want)} ({_fmt(want)}), --input-shape gives "
+                f"{len(dims)} dim(s) ({_fmt(dims)}){hint}"
             )
         for axis, (old, new) in enumerate(zip(want, dims)):
             # A fixed dim cannot become symbolic either (the weights fix it).
+            if isinstance(old, int) and isinstance(new, str):
+                raise InputSpecError(
+                    f"{path}: input '{in_name}' dim {axis}: --input-shape gives '{new}', which is not a number "
+                    f"(a name keeps only a dynamic dim symbolic; the model fixes this one to {old})"
+                )
             if isinstance(old, int) and old != new:
                 raise InputSpecError(
                     f"{path}: input '{in_name}' dim {axis} is fixed to {old} in the model, --input-shape gives {new}"

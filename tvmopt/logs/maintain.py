@@ -4,20 +4,19 @@ export / import one portable file per target ("tvmopt-log/1") so records travel 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .._compat import TVM_VERSION, ms
-from .._files import write_atomic
+from .._files import ScratchDir, exchange_dirs, make_dirs, write_atomic
 from ..errors import LogError
 from .sessions import latest, read_sessions
-from .store import RECORD_FILE, SESSIONS_DIR, WORKLOAD_FILE, LogDatabase, dumps, log_lock, open_log, record_json
-from .workload import record_seconds, valid_run_seconds
+from .store import (BINDINGS_FILE, RECORD_FILE, SESSIONS_DIR, WORKLOAD_FILE, LogDatabase, binding_line, dumps, log_lock,
+                    open_log, record_json)
+from .workload import record_seconds, valid_run_seconds, workload_hash
 
 EXPORT_FORMAT = "tvmopt-log/1"
 
@@ -93,31 +92,20 @@ def merge(sources: list[str | os.PathLike], dest: str | os.PathLike) -> MergeRep
 
 
 def _write_log(directory: Path, kept: list[tuple[object, list]]) -> None:
-    """Write (workload, records) pairs as MetaSchedule's two JSON-lines files, fsynced."""
-    lines: dict[str, list[str]] = {WORKLOAD_FILE: [], RECORD_FILE: []}
+    """Write (workload, records) pairs as MetaSchedule's two JSON-lines files and their bindings, fsynced."""
+    lines: dict[str, list[str]] = {WORKLOAD_FILE: [], RECORD_FILE: [], BINDINGS_FILE: []}
     for index, (workload, records) in enumerate(kept):
         lines[WORKLOAD_FILE].append(dumps(workload.as_json()))
-        lines[RECORD_FILE] += [dumps([index, record_json(record)]) for record in records]
+        digest = workload_hash(workload.mod)
+        for record in records:
+            line = dumps([index, record_json(record)])
+            lines[RECORD_FILE].append(line)
+            lines[BINDINGS_FILE].append(binding_line(line, digest))
     for name, content in lines.items():
         with open(directory / name, "w") as stream:
             stream.write("".join(line + "\n" for line in content))
             stream.flush()
             os.fsync(stream.fileno())
-
-
-def _swap_dirs(new: Path, old: Path) -> None:
-    """Exchange two directories atomically (Linux renameat2 RENAME_EXCHANGE), else by two renames."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        at_fdcwd, rename_exchange = -100, 2
-        if libc.renameat2(at_fdcwd, bytes(new), at_fdcwd, bytes(old), rename_exchange) == 0:
-            return
-    except (AttributeError, OSError):
-        pass
-    aside = old.with_name(f".{old.name}.pruned-{os.getpid()}")
-    os.rename(old, aside)
-    os.rename(new, old)
-    os.rename(aside, new)
 
 
 def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | None = None) -> PruneReport:
@@ -138,8 +126,9 @@ def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | No
     if not output and live:
         raise LogError(f"{source}: a tuning session is still running on it ({live[0]}); "
                        "prune after it ends, or prune into a new log with -o")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.prune-"))
+    make_dirs(dest.parent, LogError, "choose another -o")
+    scratch = ScratchDir(f".{dest.name}.prune-", dest.parent)
+    tmp = scratch.path
     try:
         with log_lock(source) if not output else contextlib.nullcontext():
             database = LogDatabase(source, readonly=True)
@@ -159,11 +148,11 @@ def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | No
                     dest.rmdir()  # checked empty above
                 os.replace(tmp, dest)
             else:
-                _swap_dirs(tmp, source)  # tmp now holds the old log
+                exchange_dirs(tmp, source)  # tmp now holds the old log
         after = sum(len(records) for _, records in kept)
         return PruneReport(str(dest), before, after, database.num_workloads, len(kept), top_k)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        scratch.release()  # gone already if it became the output; else the old log or a failed attempt
 
 
 # --------------------------------------------------------------------------- export / import

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..machine import Machine
 from .sessions import SessionRecord, machines, read_sessions, task_names
-from .store import RECORD_FILE, WORKLOAD_FILE, open_log
+from .store import RECORD_FILE, UNVERIFIED_FILE, WORKLOAD_FILE, open_log
 from .workload import estimate_flops, gflops, workload_hash
 
 
@@ -49,13 +49,15 @@ class LogReport:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """`logs validate`: line counts and every problem found (bad lines are skipped, never fatal)."""
+    """`logs validate`: line counts and every problem found (bad lines are skipped, never fatal),
+    including records that cannot be verified against their workload (store.py: bindings)."""
 
     log: str
     workload_lines: int
     record_lines: int
     records_loaded: int
     problems: list[str]
+    set_aside: int = 0  # records moved to UNVERIFIED_FILE earlier (not part of the log any more)
 
     @property
     def ok(self) -> bool:
@@ -63,7 +65,7 @@ class ValidationReport:
 
     def to_json(self) -> dict:
         return {"log": self.log, "workload_lines": self.workload_lines, "record_lines": self.record_lines,
-                "records_loaded": self.records_loaded, "problems": self.problems}
+                "records_loaded": self.records_loaded, "problems": self.problems, "set_aside": self.set_aside}
 
 
 def show(log_dir: str | os.PathLike) -> LogReport:
@@ -92,4 +94,5 @@ def validate(log_dir: str | os.PathLike) -> ValidationReport:
 
     _, unreadable = read_sessions(path)
     problems = database.warnings + [f"{path}: session file {name} is unreadable" for name in unreadable]
-    return ValidationReport(str(path), count(WORKLOAD_FILE), count(RECORD_FILE), len(database), problems)
+    return ValidationReport(str(path), count(WORKLOAD_FILE), count(RECORD_FILE), len(database), problems,
+                            count(UNVERIFIED_FILE))

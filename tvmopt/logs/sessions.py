@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._files import write_atomic
+from .._files import pid_alive, write_atomic
 from ..machine import Machine
 from .store import SESSIONS_DIR
 from .workload import gflops
@@ -69,8 +70,12 @@ class SessionRecord:
     tasks: list[TaskSummary]
     measured_on: str = "local"  # or the RPC device, KEY@TRACKER_HOST:PORT
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    status: str = "running"  # running | finished | timeout | interrupted
+    # running | finished | timeout | interrupted | failed (an error stopped it) | stale (its process
+    # died without saying so, e.g. kill -9: its counts are those of its last measured batch)
+    status: str = "running"
     pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)  # where `pid` lives
+    pid_started: float = field(default_factory=lambda: process_started(os.getpid()))  # tells a reused pid
     wall_s: float = 0.0
     trials_run: int = 0
     estimated_ms: float | None = None
@@ -86,7 +91,8 @@ class SessionRecord:
             "format": FORMAT, "model": self.model, "model_sha256": self.model_sha256, "target": self.target,
             "target_dict": self.target_dict, "budget": self.budget, "machine": self.machine.to_json(),
             "tasks": [t.to_json() for t in self.tasks], "measured_on": self.measured_on, "started": self.started,
-            "status": self.status, "pid": self.pid, "wall_s": self.wall_s, "trials_run": self.trials_run,
+            "status": self.status, "pid": self.pid, "host": self.host, "pid_started": self.pid_started,
+            "wall_s": self.wall_s, "trials_run": self.trials_run,
             "estimated_ms": self.estimated_ms, "untuned_tasks": self.untuned_tasks, "history": self.history,
             "transfer": {"logs": list(self.transfer.logs), "records": self.transfer.records} if self.transfer else None,
             "optimizations": self.optimizations,
@@ -101,7 +107,8 @@ class SessionRecord:
             budget=dict(obj.get("budget") or {}), machine=Machine.from_json(obj.get("machine") or {}),
             tasks=[TaskSummary.from_json(t) for t in obj.get("tasks") or []],
             measured_on=str(obj.get("measured_on", "local")), started=str(obj.get("started", "")),
-            status=str(obj.get("status", "?")), pid=int(obj.get("pid", 0) or 0),
+            status=str(obj.get("status", "?")), pid=int(obj.get("pid", 0) or 0), host=str(obj.get("host", "")),
+            pid_started=float(obj.get("pid_started", 0.0) or 0.0),
             wall_s=float(obj.get("wall_s", 0.0) or 0.0), trials_run=int(obj.get("trials_run", 0) or 0),
             estimated_ms=obj.get("estimated_ms"), untuned_tasks=list(obj.get("untuned_tasks") or []),
             history=list(obj.get("history") or []),
@@ -112,16 +119,16 @@ class SessionRecord:
         )
 
     def is_alive(self) -> bool:
-        """Whether the process that runs this session still runs (on this machine)."""
+        """Whether the process that runs this session may still run it (True when that cannot be
+        told from here: a session of another host sharing the log directory)."""
         if self.status != "running" or self.pid <= 0:
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
+        if self.host and self.host != socket.gethostname():
             return True
-        return True
+        if not pid_alive(self.pid):
+            return False
+        started = process_started(self.pid)
+        return not (self.pid_started and started and abs(started - self.pid_started) > 1.0)  # else a reused pid
 
 
 def save_session(path: Path, record: SessionRecord) -> None:
@@ -135,15 +142,49 @@ def new_session_path(log_dir: Path, model_name: str) -> Path:
 
 
 def read_sessions(log_dir: str | os.PathLike) -> tuple[list[SessionRecord], list[str]]:
-    """The log's session records (oldest first) and the names of unreadable session files."""
+    """The log's session records (oldest first) and the names of unreadable session files.
+
+    A session still "running" whose process is gone shows as "stale" (mark_stale writes that down).
+    """
     records, unreadable = [], []
     for path in sorted(Path(log_dir, SESSIONS_DIR).glob("*.json")):
         try:
-            records.append(SessionRecord.from_json(json.loads(path.read_text()), path.name))
+            record = SessionRecord.from_json(json.loads(path.read_text()), path.name)
         except (OSError, ValueError, TypeError, AttributeError, KeyError):
             unreadable.append(path.name)
+            continue
+        if record.status == "running" and not record.is_alive():
+            record.status = "stale"
+        records.append(record)
     records.sort(key=lambda s: s.started)
     return records, unreadable
+
+
+def mark_stale(log_dir: str | os.PathLike) -> int:
+    """Write "stale" into the session files whose process died while "running"; how many there were."""
+    count = 0
+    for record in read_sessions(log_dir)[0]:
+        path = Path(log_dir, SESSIONS_DIR, record.file)
+        if record.status != "stale":
+            continue
+        try:
+            on_disk = json.loads(path.read_text())
+            if on_disk.get("status") == "running":
+                write_atomic(path, json.dumps(on_disk | {"status": "stale"}, indent=2) + "\n")
+                count += 1
+        except (OSError, ValueError):
+            continue
+    return count
+
+
+def process_started(pid: int) -> float:
+    """When process `pid` started (seconds since the epoch), or 0.0 if unknown."""
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:  # noqa: BLE001 - no such process, no psutil, no permission
+        return 0.0
 
 
 def task_names(sessions: list[SessionRecord]) -> dict[str, str]:

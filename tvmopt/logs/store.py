@@ -9,7 +9,14 @@ log stays readable by stock TVM. What this module adds:
   maintenance that rewrites a log (prune) takes the same lock;
 - a truncated or corrupt line (a writer killed mid-line) is skipped with a warning; a writer
   holding the lock cuts a torn last line off before appending, so stock TVM can read the file;
-- a candidate whose trace is already in the log is not written twice.
+- a candidate whose trace is already in the log is not written twice;
+- every record is bound to its workload: before a record line is appended, `tvmopt_bindings.json`
+  gets `[digest of the record line, workload hash]` (stock TVM ignores the file; its record
+  parser accepts no extra field). A record whose workload index points at a missing line or
+  at another workload than the one it was measured on (the workload file was lost or replaced)
+  is never bound to it: readers skip it with a warning, `logs validate` reports it, and a
+  writer moves it to `database_tuning_record.unverified.json`. A log written before bindings
+  existed is trusted as it is and bound by its next writer.
 Queries are served by an in-memory MetaSchedule MemoryDatabase.
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -26,11 +34,14 @@ from typing import Iterator
 import tvm
 
 from .._compat import derived_object, ms
-from ..errors import LogError
+from .._files import make_dirs, write_atomic, write_atomic_bytes
+from ..errors import LogError, path_error
 from .workload import record_seconds, valid_run_seconds, workload_hash
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
+BINDINGS_FILE = "tvmopt_bindings.json"  # [record line digest, workload hash] per record line
+UNVERIFIED_FILE = "database_tuning_record.unverified.json"  # records set aside, kept for inspection
 LOCK_FILE = ".lock"
 SESSIONS_DIR = "sessions"
 
@@ -49,7 +60,11 @@ def is_log(path: str | os.PathLike) -> bool:
 @contextlib.contextmanager
 def log_lock(log_dir: str | os.PathLike) -> Iterator[None]:
     """The log's writer lock: every append and every rewrite of `log_dir` happens inside it."""
-    with open(Path(log_dir) / LOCK_FILE, "a") as lock:
+    try:
+        lock = open(Path(log_dir) / LOCK_FILE, "a")
+    except OSError as err:
+        raise path_error(err, "write to the tuning log", log_dir, LogError) from err
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -94,6 +109,16 @@ def trace_key(record_json: list) -> str:
     return dumps(record_json[0])
 
 
+def line_digest(line: str | bytes) -> str:
+    """What a binding names a record line by: a hash of the line's exact bytes."""
+    return hashlib.sha256(line.encode() if isinstance(line, str) else line).hexdigest()[:32]
+
+
+def binding_line(record_line: str, workload: str) -> str:
+    """The bindings-file line that ties `record_line` to the workload with hash `workload`."""
+    return dumps([line_digest(record_line), workload])
+
+
 class _LineReader:
     """Reads complete JSON lines appended to a file since the last call."""
 
@@ -101,11 +126,18 @@ class _LineReader:
         self.path = path
         self.offset = 0
         self.lineno = 0
+        self.inode: int | None = None
 
-    def read_new(self, can_repair: bool, warn) -> Iterator[tuple[int, object]]:
+    def read_new(self, can_repair: bool, warn) -> Iterator[tuple[int, object, bytes]]:
+        """(line index, parsed JSON or None if corrupt, raw bytes) of each complete new line."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if info.st_ino != self.inode or info.st_size < self.offset:
+                # Rewritten (records set aside, a prune) since the last read: read it all again;
+                # callers skip what they already hold.
+                self.inode, self.offset, self.lineno = info.st_ino, 0, 0
             stream.seek(self.offset)
             data = stream.read()
         end = data.rfind(b"\n") + 1
@@ -115,10 +147,10 @@ class _LineReader:
             if not raw.strip():
                 continue
             try:
-                yield self.lineno - 1, json.loads(raw)
+                yield self.lineno - 1, json.loads(raw), raw
             except ValueError:
                 warn(f"{self.path.name} line {self.lineno}: corrupt JSON, skipped")
-                yield self.lineno - 1, None
+                yield self.lineno - 1, None, raw
         self.offset += end
         if tail.strip():
             # A torn last line: its writer died mid-write (writers hold the lock while writing).
@@ -131,13 +163,37 @@ class _LineReader:
                 warn(f"{self.path.name} line {self.lineno + 1}: truncated last line skipped")
 
     def append(self, line: str) -> int:
-        with open(self.path, "ab") as stream:
-            stream.write(line.encode() + b"\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        self.offset = self.path.stat().st_size
+        """Append one line and fsync it; on failure (disk full, quota) the file is cut back to what it
+        held, so no torn line is left for stock TVM to choke on."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                size = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    data = memoryview(line.encode() + b"\n")
+                    while data:
+                        data = data[os.write(fd, data):]
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
+                info = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise path_error(err, "append to the tuning log", self.path, LogError) from err
+        if self.inode is None:
+            self.inode = info.st_ino
+        self.offset = info.st_size
         self.lineno += 1
         return self.lineno - 1
+
+    def replace_lines(self, lines: list[bytes]) -> None:
+        """Rewrite the file with `lines` (temp file + fsync + rename); callers hold the log lock."""
+        write_atomic_bytes(self.path, b"".join(line + b"\n" for line in lines))
+        info = self.path.stat()
+        self.inode, self.offset, self.lineno = info.st_ino, info.st_size, len(lines)
 
 
 def open_log(log_dir: str | os.PathLike) -> "LogDatabase":
@@ -157,20 +213,40 @@ class LogDatabase(ms.database.PyDatabase):
         self.dir = Path(log_dir)
         self.readonly = readonly
         if not readonly:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.dir, LogError, "choose another --log-dir")
         self.warnings: list[str] = []
         self.duplicates_skipped = 0
+        self.set_aside = 0  # records this writer moved to UNVERIFIED_FILE
+        self.records_written = 0  # records this instance appended
+        # The first error writing the log (disk full...): MetaSchedule calls commit_* from C++,
+        # which turns the exception into a bare RuntimeError; the session reports this one instead.
+        self.write_error: LogError | None = None
         self._mem = ms.database.MemoryDatabase(module_equality="structural")
         self._workloads = _LineReader(self.dir / WORKLOAD_FILE)
         self._records = _LineReader(self.dir / RECORD_FILE)
+        self._bindings = _LineReader(self.dir / BINDINGS_FILE)
         self._by_index: dict[int, object] = {}  # workload line -> Workload in self._mem (None: bad line)
+        self._hash_by_index: dict[int, str] = {}  # workload line -> its workload hash
         self._canonical: list[tuple[int, object]] = []  # (first line index, Workload) per distinct workload
         self._traces: dict[int, set[str]] = {}  # canonical index -> trace keys measured
         self._valid: dict[int, int] = {}  # canonical index -> number of valid records
+        self._bound: dict[str, set[str]] = {}  # record line digest -> workload hash(es) it was written for
+        self._unverified: list[tuple[int, bytes]] = []  # record lines not bound to their workload
+        self._unbound: list[str] = []  # binding lines for the records of a log without bindings
         with self._locked():
             self._refresh()
+            if not readonly:
+                self._settle()
 
     # ----------------------------------------------------------------- file side
+
+    @contextlib.contextmanager
+    def _write_errors_kept(self):
+        try:
+            yield
+        except LogError as err:
+            self.write_error = self.write_error or err
+            raise
 
     @contextlib.contextmanager
     def _locked(self):
@@ -194,30 +270,93 @@ class LogDatabase(ms.database.PyDatabase):
     def _refresh(self) -> None:
         """Load lines appended since the last refresh (by this or any other session)."""
         repair = not self.readonly
-        for index, obj in self._workloads.read_new(repair, self._warn):
+        for index, obj, _ in self._workloads.read_new(repair, self._warn):
             workload = None
             if obj is not None:
                 try:
                     parsed = ms.database.Workload.from_json(obj)
                     workload = self._mem.commit_workload(parsed.mod)
+                    self._hash_by_index[index] = workload_hash(workload.mod)
                 except Exception as err:  # noqa: BLE001 - a bad line must never crash a session
                     self._warn(f"{WORKLOAD_FILE} line {index + 1}: unreadable workload ({type(err).__name__}), skipped")
             self._by_index[index] = workload
             if workload is not None and self._canonical_index(workload) is None:
                 self._canonical.append((index, workload))
-        for lineno, obj in self._records.read_new(repair, self._warn):
-            if obj is None:
-                continue
+        new = [(lineno, obj, raw) for lineno, obj, raw in self._records.read_new(repair, self._warn) if obj is not None]
+        bound = self._read_bindings()  # after the records: a binding is written before its record
+        unverified: dict[str, list[int]] = {}  # why -> workload lines of the records
+        for lineno, obj, raw in new:
             try:
-                workload_index, record_json = obj
-                workload = self._by_index[int(workload_index)]
-                if workload is None:
-                    continue
-                record = ms.database.TuningRecord.from_json(record_json, workload)
+                workload_index, as_json = obj
+                index = int(workload_index)
+            except (TypeError, ValueError) as err:
+                self._warn(f"{RECORD_FILE} line {lineno + 1}: unreadable record ({type(err).__name__}), skipped")
+                continue
+            problem = self._binding_problem(index, raw, bound)
+            if problem:
+                unverified.setdefault(problem, []).append(index + 1)
+                self._unverified.append((lineno, raw))
+                continue
+            workload = self._by_index[index]
+            if workload is None:
+                continue  # its workload line is corrupt (reported above)
+            try:
+                record = ms.database.TuningRecord.from_json(as_json, workload)
             except Exception as err:  # noqa: BLE001
                 self._warn(f"{RECORD_FILE} line {lineno + 1}: unreadable record ({type(err).__name__}), skipped")
                 continue
-            self._remember(workload, record_json, record)
+            if not bound:
+                self._unbound.append(dumps([line_digest(raw), self._hash_by_index[index]]))
+            self._remember(workload, as_json, record)
+        for problem, lines in unverified.items():
+            shown = ", ".join(map(str, sorted(set(lines))[:5])) + (", ..." if len(set(lines)) > 5 else "")
+            self._warn(f"{RECORD_FILE}: {len(lines)} record(s) for workload line(s) {shown} {problem}; not used" +
+                       ("" if self.readonly else f", moved to {UNVERIFIED_FILE}"))
+
+    def _read_bindings(self) -> bool:
+        """Read new binding lines; whether the log keeps bindings at all (logs written before them have none)."""
+        for _, obj, _ in self._bindings.read_new(not self.readonly, self._warn):
+            if isinstance(obj, list) and len(obj) == 2:
+                self._bound.setdefault(str(obj[0]), set()).add(str(obj[1]))
+        return self._bindings.path.exists()
+
+    def _binding_problem(self, index: int, raw: bytes, bound: bool) -> str | None:
+        """Why the record line `raw` cannot be tied to workload line `index`, or None."""
+        if index not in self._by_index:
+            return (f"cannot be verified: {WORKLOAD_FILE} has no such line (it was lost or cut short after the "
+                    "records were written)")
+        if not bound or self._by_index[index] is None:
+            return None  # a log from before bindings: trusted as it is
+        written_for = self._bound.get(line_digest(raw))
+        if written_for is None:
+            return f"cannot be verified: they have no line in {BINDINGS_FILE} (not written by tvmopt, or edited)"
+        if self._hash_by_index[index] not in written_for:
+            return (f"were measured on another workload than that line now holds ({WORKLOAD_FILE} was replaced or "
+                    "rewritten after the records were written)")
+        return None
+
+    def _settle(self) -> None:
+        """A writer, under the lock: move unverifiable records aside, and bind an unbound log's records."""
+        if self._unverified:
+            drop = {lineno for lineno, _ in self._unverified}
+            lines = self._records.path.read_bytes().splitlines()
+            try:
+                with open(self.dir / UNVERIFIED_FILE, "ab") as aside:
+                    aside.write(b"".join(raw + b"\n" for _, raw in self._unverified))
+                    aside.flush()
+                    os.fsync(aside.fileno())
+                self._records.replace_lines([line for i, line in enumerate(lines) if i not in drop])
+            except OSError as err:
+                raise path_error(err, "set aside unverifiable records", self.dir, LogError) from err
+            self.set_aside = len(self._unverified)
+            self._unverified = []
+        if not self._bindings.path.exists():
+            try:
+                write_atomic(self._bindings.path, "".join(line + "\n" for line in self._unbound))
+            except OSError as err:
+                raise path_error(err, "write to the tuning log", self.dir, LogError) from err
+            self._unbound = []
+            self._read_bindings()
 
     def _remember(self, workload, record_json, record) -> bool:
         canonical = self._canonical_index(workload)
@@ -310,13 +449,14 @@ class LogDatabase(ms.database.PyDatabase):
             return self._mem.commit_workload(mod)
         if self.readonly:
             return self._mem.commit_workload(mod)
-        with self._locked():
+        with self._write_errors_kept(), self._locked():
             self._refresh()  # another session may have added it meanwhile
             if self._mem.has_workload(mod):
                 return self._mem.commit_workload(mod)
             workload = self._mem.commit_workload(mod)
             index = self._workloads.append(dumps(workload.as_json()))
             self._by_index[index] = workload
+            self._hash_by_index[index] = workload_hash(workload.mod)
             self._canonical.append((index, workload))
             return workload
 
@@ -327,14 +467,19 @@ class LogDatabase(ms.database.PyDatabase):
             return
         if self._canonical_index(record.workload) is None:
             self.commit_workload(record.workload.mod)
-        with self._locked():
+        with self._write_errors_kept(), self._locked():
             self._refresh()
             workload = self._mem.commit_workload(record.workload.mod)
             canonical = self._canonical_index(workload)
             if trace_key(as_json) in self._traces.get(canonical, ()):
                 self.duplicates_skipped += 1
                 return
-            self._records.append(dumps([canonical, as_json]))
+            line = dumps([canonical, as_json])
+            binding = binding_line(line, self._hash_by_index[canonical])
+            self._bindings.append(binding)  # first: a record line on disk always has its binding
+            self._bound.setdefault(line_digest(line), set()).add(self._hash_by_index[canonical])
+            self._records.append(line)
+            self.records_written += 1
             self._remember(workload, as_json, record)
 
     def get_top_k(self, workload, top_k: int) -> list:

@@ -9,13 +9,13 @@ its outputs from ONNX Runtime's.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .._files import ScratchDir
 from ..compiler import compile as compile_model
 from ..frontends import import_model
 from ..logs import DEFAULT_LOG_ROOT
@@ -60,10 +60,18 @@ def bench(
     torch_compile: bool = True,
     work_dir: str | os.PathLike | None = None,
 ) -> BenchReport:
-    """Benchmark a zoo model name or an ONNX file on this machine."""
+    """Benchmark a zoo model name or an ONNX file on this machine (artifacts go to `work_dir`, else
+    to a scratch directory removed afterwards and swept by the next run if this one is killed)."""
+    if work_dir is not None:
+        return _bench(model_ref, target, Path(work_dir), log_root, rounds, runs, torch_compile)
+    with ScratchDir("tvmopt-bench-") as work:
+        return _bench(model_ref, target, work, log_root, rounds, runs, torch_compile)
+
+
+def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs: int,
+           torch_compile: bool) -> BenchReport:
     from ..frontends import zoo
 
-    work = Path(work_dir or tempfile.mkdtemp(prefix="tvmopt-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     zoo_model = zoo.ZOO.get(model_ref)
     if zoo_model is not None:

@@ -9,10 +9,10 @@ the log and timing the model once is the only way to know.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import ScratchDir
 from ..model import Model
 from ..targets import TargetSpec, get_target
 
@@ -60,7 +60,7 @@ def check_estimate(model: Model, target: str | TargetSpec, log_root: str | os.Pa
     spec = get_target(target)
     if not spec.is_local_cpu:
         return None
-    with tempfile.TemporaryDirectory(prefix="tvmopt-check-") as tmp:
+    with ScratchDir("tvmopt-check-") as tmp:  # swept by the next check if this process is killed
         artifact = compile_model(model, spec, Path(tmp) / "artifact", log_root=log_root)
         latency = load(artifact.path).benchmark(repeat=repeat)
     tuning = artifact.manifest.tuning

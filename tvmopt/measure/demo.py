@@ -37,13 +37,14 @@ def run_demo(
     output: str = "artifacts/demo",
     rounds: int = 15,
 ) -> DemoResult:
+    plan = make_budget(budget, trials_per_task=trials_per_task,
+                       timeout_s=timeout_min * 60 if timeout_min is not None else None)  # bad flags fail first
     path = Path(model_path) if model_path else write_small_cnn(EXAMPLE_PATH)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"[1/5] import {path}")
     model = import_model(path)
     say(f"[2/5] compile untuned for {target}")
     untuned = load(compile_model(model, target, f"{output}-untuned", log_root=None).path)
-    plan = make_budget(budget, trials_per_task=trials_per_task, timeout_s=timeout_min * 60 if timeout_min else None)
     say(f"[3/5] tune ({plan.describe()}); re-running resumes from {log_root}/")
     log = tune(model, target, budget=plan, log_root=log_root)
     say(f"      {log.trials_run} new trials in {log.wall_s:.0f} s, status {log.status}")

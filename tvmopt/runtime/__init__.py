@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, UsageError
 from ..machine import this_machine
 from .artifact import Artifact, Manifest, read_artifact
 from .inputs import bind_inputs, random_inputs
@@ -25,12 +25,16 @@ __all__ = ["load", "run", "RunResult", "Predictor", "Latency", "Artifact", "Mani
            "bind_inputs", "random_inputs"]
 
 
-def load(path: str | os.PathLike, *, check_compatibility: bool = True) -> Predictor:
-    """Open an artifact directory; refuse it if this machine or TVM cannot run it."""
+def load(path: str | os.PathLike, *, check_compatibility: bool = True, cast_inputs: bool = False) -> Predictor:
+    """Open an artifact directory; refuse it if this machine or TVM cannot run it.
+
+    `cast_inputs` converts input arrays of another dtype (e.g. float64) to the model's; by
+    default they are refused with the expected dtype named.
+    """
     artifact = read_artifact(path)
     if check_compatibility:
         check_runs_here(artifact)
-    return Predictor(artifact)
+    return Predictor(artifact, cast_inputs=cast_inputs)
 
 
 def check_runs_here(artifact: Artifact) -> None:
@@ -65,6 +69,7 @@ def run(
     repeat: int = 50,
     emulate: bool = False,
     rpc: "RpcDevice | None" = None,
+    cast_inputs: bool = False,
 ) -> RunResult:
     """Run an artifact once on `inputs` (random ones of the right shape if None) and time it.
 
@@ -73,14 +78,16 @@ def run(
     """
     if emulate and rpc is not None:
         raise ArtifactError("run either under emulation or on an RPC device, not both")
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
     if emulate or rpc is not None:
         artifact = read_artifact(path)  # runs elsewhere: validate here without loading the library
         predictor = None
     else:
-        predictor = load(path)
+        predictor = load(path, cast_inputs=cast_inputs)
         artifact = predictor.artifact
     feeds = dict(inputs) if inputs is not None else random_inputs(artifact.inputs)
-    arrays = bind_inputs(artifact.inputs, (), feeds)
+    arrays = bind_inputs(artifact.inputs, (), feeds, cast_inputs)
     if emulate:
         from .emulation import run_emulated
 

@@ -27,8 +27,13 @@ def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.nd
     return out
 
 
-def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[str, Any] | None) -> list[np.ndarray]:
-    """Match positional/keyword inputs to `specs`, check names, shapes and dtypes; one array per spec."""
+def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[str, Any] | None,
+                cast: bool = False) -> list[np.ndarray]:
+    """Match positional/keyword inputs to `specs`, check names, shapes and dtypes; one array per spec.
+
+    An array of another dtype is refused unless `cast` (then converted within its kind, e.g.
+    float64 -> float32); Python lists and scalars, which have no dtype of their own, take the spec's.
+    """
     kwargs = dict(kwargs or {})
     names = [s.name for s in specs]
     if len(args) > len(names):
@@ -43,17 +48,30 @@ def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[s
     missing = [n for n in names if n not in values]
     if missing:
         raise InputSpecError(f"missing input(s): {', '.join(missing)} (expected {signature(specs)})")
-    return [check_input(spec, values[spec.name]) for spec in specs]
+    return [check_input(spec, values[spec.name], cast) for spec in specs]
 
 
-def check_input(spec: TensorSpec, value: Any) -> np.ndarray:
-    """`value` as a C-contiguous array of the spec's dtype and shape, or an error naming the input."""
+def check_input(spec: TensorSpec, value: Any, cast: bool = False) -> np.ndarray:
+    """`value` as a C-contiguous array of the spec's dtype and shape, or an error naming the input.
+
+    A silent float64 -> float32 (or float16 -> float32, int64 -> int32) conversion would hide a
+    caller's mistake or change results, so a typed array of another dtype is converted only when
+    the caller asked (`cast`), and then only within its kind of number.
+    """
+    typed = isinstance(value, np.ndarray) or hasattr(value, "dtype")
     array = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
     if str(array.dtype) != spec.dtype:
         want = np.dtype(spec.dtype)
-        safe = np.can_cast(array.dtype, want, casting="same_kind") and array.dtype.kind == want.kind
-        if not safe:
+        convertible = np.can_cast(array.dtype, want, casting="same_kind") and (
+            array.dtype.kind == want.kind or not typed)
+        if not convertible:
             raise InputSpecError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}")
+        if typed and not cast:
+            raise InputSpecError(
+                f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}; convert it "
+                f"(.astype('{spec.dtype}')) or ask for the conversion (tvmopt.load(..., cast_inputs=True), "
+                "`tvmopt run --cast-inputs`)"
+            )
         array = array.astype(want)
     if len(array.shape) != len(spec.shape) or any(
         isinstance(want, int) and want != got for want, got in zip(spec.shape, array.shape)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import statistics
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, UsageError
 from ..specs import TensorSpec, signature
 from . import tvm_runtime
 from .artifact import Artifact
@@ -40,11 +41,12 @@ class Predictor:
 
     Returns a list of numpy arrays, one per model output (like onnxruntime's run(None, ...)).
     Each calling thread gets its own VM over the shared library, so calls from several threads
-    are safe.
+    are safe. An input array of another dtype than the model's is refused unless `cast_inputs`.
     """
 
-    def __init__(self, artifact: Artifact, device_id: int = 0):
+    def __init__(self, artifact: Artifact, device_id: int = 0, cast_inputs: bool = False):
         self.artifact = artifact
+        self.cast_inputs = cast_inputs
         self.inputs: tuple[TensorSpec, ...] = artifact.inputs
         self.outputs: tuple[TensorSpec, ...] = artifact.outputs
         try:
@@ -60,7 +62,7 @@ class Predictor:
     # ----------------------------------------------------------------- running
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
-        return self.run_arrays(bind_inputs(self.inputs, args, kwargs))
+        return self.run_arrays(bind_inputs(self.inputs, args, kwargs, self.cast_inputs))
 
     def run_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run on arrays already checked against `inputs` (in their order)."""
@@ -83,19 +85,33 @@ class Predictor:
         return results
 
     def benchmark(self, inputs: dict[str, np.ndarray] | None = None, repeat: int = 50, warmup: int = 3) -> Latency:
-        """Time `repeat` runs (after `warmup`) with TVM's C++ time evaluator; random inputs if none."""
-        arrays = bind_inputs(self.inputs, (), inputs or self.random_inputs())
+        """Time `repeat` runs (after `warmup`) with TVM's C++ time evaluator; random inputs if none.
+
+        The runs are timed in chunks of about 0.2 s: Python handles Ctrl-C only between calls into
+        TVM, and one call timing 10^7 runs would ignore it for minutes.
+        """
+        if repeat < 1:
+            raise UsageError(f"--repeat must be at least 1, got {repeat}")
+        arrays = bind_inputs(self.inputs, (), inputs or self.random_inputs(), self.cast_inputs)
         vm = self._vm()
         tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
         main = vm.function("main")
         for _ in range(warmup):
             main(*tensors)
-        return Latency(tuple(s * 1e3 for s in vm.time("main", tensors, number=1, repeat=repeat)))
+        seconds: list[float] = []
+        chunk = 1
+        while len(seconds) < repeat:
+            n = min(chunk, repeat - len(seconds))
+            started = time.perf_counter()
+            seconds += vm.time("main", tensors, number=1, repeat=n)
+            spent = time.perf_counter() - started
+            chunk = max(1, min(n * 10, int(n * 0.2 / spent))) if spent > 0 else n * 10
+        return Latency(tuple(s * 1e3 for s in seconds))
 
     def bound_call(self, inputs: dict[str, np.ndarray]):
         """A no-argument callable running the model on `inputs` already on the device (timing)."""
         main = self._vm().function("main")
-        tensors = [tvm_runtime.to_device(a, self.device) for a in bind_inputs(self.inputs, (), inputs)]
+        tensors = [tvm_runtime.to_device(a, self.device) for a in bind_inputs(self.inputs, (), inputs, self.cast_inputs)]
         return lambda: main(*tensors)
 
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:

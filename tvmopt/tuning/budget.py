@@ -55,9 +55,12 @@ def make_budget(
     if preset not in PRESETS:
         raise TuningError(f"unknown budget '{preset}'; choose one of {', '.join(PRESETS)}")
     budget = PRESETS[preset]
-    for label, value in (("--trials", trials), ("--trials-per-task", trials_per_task), ("--timeout", timeout_s)):
-        if value is not None and value <= 0:
+    for label, value in (("--trials", trials), ("--trials-per-task", trials_per_task)):
+        if value is not None and not value > 0:
             raise TuningError(f"{label} must be positive, got {value}")
+    if timeout_s is not None and not (0 < timeout_s < float("inf")):  # the CLI's --timeout is in minutes
+        raise TuningError(f"--timeout must be a positive number of minutes, got {timeout_s / 60:g} "
+                          "(leave it out for no time limit)")
     if trials_per_task is not None:
         budget = replace(budget, trials_per_task=trials_per_task)
     if trials is not None:

@@ -30,9 +30,21 @@ class SessionProgress:
         self.trials_run = 0
         self.errors = 0
         self.timed_out = False
+        self.interrupted = False  # Ctrl-C: stop at the next safe point
+        self.failure: Exception | None = None  # an error inside MetaSchedule's callbacks (e.g. disk full)
+        self.max_trials: int | None = None  # this session's cap over all tasks (--trials)
         self.skipped = [0] * len(tasks)  # candidates already in the log, not measured again
         self.batches = [0] * len(tasks)  # batches joined this session
         self.stale = [0] * len(tasks)  # batches in a row that did not improve the task's best by 1%
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the session must end now: interrupted, or an error it cannot tune past."""
+        return self.interrupted or self.failure is not None
+
+    def trials_left(self) -> int | None:
+        """How many more candidates this session may measure (None: no session cap)."""
+        return None if self.max_trials is None else max(0, self.max_trials - self.trials_run)
 
     def attempts(self, task_id: int) -> int:
         return self.tasks[task_id].trials_run + self.skipped[task_id]

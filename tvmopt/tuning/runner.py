@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .._compat import ms
+from .._compat import derived_object, ms
+from .builder import NOT_MEASURED
+from .interrupt import ignore_sigint
 
 
 def _evaluator(number: int, repeat: int, min_repeat_ms: int):
@@ -13,7 +15,29 @@ def _evaluator(number: int, repeat: int, min_repeat_ms: int):
 def local_runner(number: int, repeat: int, min_repeat_ms: int, timeout_sec: float = 30.0):
     """MetaSchedule's LocalRunner (its worker pool already persists across batches)."""
     return ms.runner.LocalRunner(timeout_sec=timeout_sec, evaluator_config=_evaluator(number, repeat, min_repeat_ms),
-                                 f_alloc_argument=_alloc_arguments_local)
+                                 f_alloc_argument=_alloc_arguments_local, initializer=ignore_sigint)
+
+
+@derived_object
+class StoppableRunner(ms.runner.PyRunner):
+    """Hands candidates to `runner` one at a time and leaves the rest unmeasured once the session
+    is stopping: LocalRunner.run times a whole batch before it returns, seconds a Ctrl-C would wait."""
+
+    def __init__(self, runner, progress):
+        super().__init__()
+        self.runner = runner
+        self.progress = progress
+
+    def run(self, runner_inputs: list) -> list:
+        from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+
+        futures = []
+        for runner_input in runner_inputs:
+            if self.progress.stopping:
+                futures.append(LocalRunnerFuture(error_message=NOT_MEASURED))
+            else:
+                futures += list(self.runner.run([runner_input]))
+        return futures
 
 
 def rpc_runner(host: str, port: int, key: str, number: int, repeat: int, min_repeat_ms: int,

@@ -12,8 +12,16 @@ from __future__ import annotations
 import time
 
 from .._compat import derived_object, ms
-from .builder import ALREADY_MEASURED
+from .builder import ALREADY_MEASURED, NOT_MEASURED
 from .progress import SessionProgress, choose_task
+
+
+def _not_measured(built, result, progress: SessionProgress) -> bool:
+    """A candidate that was never measured: neither a trial nor a record (a failure is both)."""
+    if built.error_msg == NOT_MEASURED or result.error_msg == NOT_MEASURED:
+        return True
+    # After Ctrl-C a candidate whose run failed may have lost its worker to the same signal.
+    return progress.interrupted and result.error_msg is not None
 
 
 @derived_object
@@ -25,35 +33,61 @@ class ProgressCallback(ms.measure_callback.PyMeasureCallback):
         self.progress = progress
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        measured, skipped = [], 0
-        for built, result in zip(builder_results, runner_results):
-            if built.error_msg == ALREADY_MEASURED:
-                skipped += 1
-            else:
-                measured.append(None if result.error_msg is not None else result.run_secs)
-        self.progress.record(task_id, measured, skipped)
+        # An exception would reach MetaSchedule's C++ loop and come out as a bare RuntimeError.
+        try:
+            measured, skipped = [], 0
+            for built, result in zip(builder_results, runner_results):
+                if built.error_msg == ALREADY_MEASURED:
+                    skipped += 1
+                elif not _not_measured(built, result, self.progress):
+                    measured.append(None if result.error_msg is not None else result.run_secs)
+            self.progress.record(task_id, measured, skipped)
+        except Exception as err:  # noqa: BLE001 - e.g. the session file cannot be written: disk full
+            self.progress.failure = self.progress.failure or err
 
 
 @derived_object
 class AddNewToDatabase(ms.measure_callback.PyMeasureCallback):
     """MetaSchedule's AddToDatabase, minus candidates the builder skipped as already measured
-    (stock AddToDatabase would log them again as failures with run time 1e10)."""
+    (stock AddToDatabase would log them again as failures with run time 1e10) or never measured
+    (Ctrl-C, the session's --trials cap)."""
 
-    def __init__(self, database, contexts: list):
+    def __init__(self, database, contexts: list, progress: SessionProgress):
         super().__init__()
         self.database = database
         self.contexts = contexts
+        self.progress = progress
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        ctx = self.contexts[task_id]
-        workload = self.database.commit_workload(ctx.mod)
-        for candidate, built, result in zip(measure_candidates, builder_results, runner_results):
-            if built.error_msg == ALREADY_MEASURED:
-                continue
-            run_secs = result.run_secs if result.run_secs is not None else [1e10]  # MetaSchedule's "failed"
-            self.database.commit_tuning_record(
-                ms.database.TuningRecord(candidate.sch.trace, workload, run_secs, ctx.target, candidate.args_info)
-            )
+        if self.progress.failure is not None:
+            return
+        try:
+            ctx = self.contexts[task_id]
+            workload = self.database.commit_workload(ctx.mod)
+            for candidate, built, result in zip(measure_candidates, builder_results, runner_results):
+                if built.error_msg == ALREADY_MEASURED or _not_measured(built, result, self.progress):
+                    continue
+                run_secs = result.run_secs if result.run_secs is not None else [1e10]  # MetaSchedule's "failed"
+                self.database.commit_tuning_record(
+                    ms.database.TuningRecord(candidate.sch.trace, workload, run_secs, ctx.target, candidate.args_info)
+                )
+        except Exception as err:  # noqa: BLE001 - disk full, log unwritable: end the session, keep the log
+            self.progress.failure = err
+
+
+@derived_object
+class UpdateCostModel(ms.measure_callback.PyMeasureCallback):
+    """MetaSchedule's UpdateCostModel, skipped once the session is stopping: retraining XGBoost on
+    the last batch takes seconds a Ctrl-C would wait for, for a model nobody will use."""
+
+    def __init__(self, progress: SessionProgress):
+        super().__init__()
+        self.progress = progress
+        self.inner = ms.measure_callback.UpdateCostModel()
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        if not self.progress.stopping:
+            self.inner.apply(task_scheduler, task_id, measure_candidates, builder_results, runner_results)
 
 
 @derived_object
@@ -75,6 +109,8 @@ class CommitEachBatch(ms.task_scheduler.PyTaskScheduler):
             if not task.is_terminated and task.runner_futures is not None:
                 self.join_running_task(task_id)
         progress = self.progress
+        if progress.stopping:
+            return -1
         if self.deadline is not None and time.monotonic() >= self.deadline:
             progress.timed_out = True
             return -1

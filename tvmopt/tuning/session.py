@@ -3,15 +3,16 @@
 Records go to tuning_logs/<target log name>/, shared by every model tuned for that target,
 so a workload tuned once is reused. Re-running the same command resumes: each task's quota
 counts the candidates already in the log, and a candidate already measured is not logged twice.
+Ctrl-C stops the session at its next safe point (tuning/interrupt.py); an error inside
+MetaSchedule's callbacks (a full disk) ends it with every written record kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,19 +21,20 @@ from typing import TYPE_CHECKING, Sequence
 from .._compat import ms
 from ..compiler.options import GraphOptions
 from ..compiler.passes import extract_tasks, fuse
-from ..errors import TuningError
+from ..errors import LogError, TuningError, TvmoptError, last_line, path_error
 from ..logs import DEFAULT_LOG_ROOT, log_dir_for
-from ..logs.sessions import SessionRecord, TaskSummary, TransferInfo, new_session_path, save_session
-from ..logs.store import LogDatabase, is_log
+from ..logs.sessions import SessionRecord, TaskSummary, TransferInfo, mark_stale, new_session_path, save_session
+from ..logs.store import LogDatabase, is_log, log_lock
 from ..logs.workload import estimate_flops, workload_hash
 from ..model import Model
 from ..targets import TargetSpec, get_target, host_machine
 from .budget import Budget, make_budget
 from .builder import PersistentBuilder
 from .cost_model import warm_cost_model
+from .interrupt import InterruptGuard, TuningInterrupted, kill_children
 from .progress import SessionProgress
-from .runner import local_runner, rpc_runner
-from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback
+from .runner import StoppableRunner, local_runner, rpc_runner
+from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, UpdateCostModel
 from .search import search_strategy, tune_contexts
 
 if TYPE_CHECKING:
@@ -89,14 +91,15 @@ def tune(
                               "e.g. tuning_logs/x86-avx512")
     if rpc is not None:
         rpc.check_reachable()
+    log_dir = log_dir_for(spec, log_root)
+    database = LogDatabase(log_dir)  # first: an unwritable log dir fails before minutes of work
+    mark_stale(log_dir)  # sessions killed earlier (kill -9) stop claiming to be running
     # Measured here, candidates run on this machine's cores; through RPC the device's core count
     # is unknown here, so a target without `num-cores` assumes this machine's.
     tvm_target = spec.tuning_target(len(os.sched_getaffinity(0)))
     extracted = extract_tasks(fuse(model.mod, tvm_target, options), tvm_target)
     if not extracted:
         raise TuningError(f"model {model.name}: no tunable kernels after fusion")
-    log_dir = log_dir_for(spec, log_root)
-    database = LogDatabase(log_dir)
 
     summaries = [
         TaskSummary(
@@ -123,7 +126,7 @@ def tune(
         optimizations=options.to_json(),
     )
     session_path = new_session_path(log_dir, model.name)
-    save_session(session_path, session)
+    _save(session_path, session)
 
     started = time.monotonic()
     todo = [i for i, q in enumerate(quotas) if q > 0]
@@ -133,34 +136,77 @@ def tune(
         planned = min(planned, plan.max_trials)
     bar = _progress_bar(planned, model.name, spec.log_name) if progress and todo else None
     state = SessionProgress([summaries[i] for i in todo], [quotas[i] for i in todo], bar)
+    state.max_trials = plan.max_trials
 
     def checkpoint() -> None:
         session.wall_s = round(time.monotonic() - started, 2)
         session.trials_run = state.trials_run
         session.estimated_ms = _estimate(summaries)
         session.history.append([session.wall_s, session.trials_run, session.estimated_ms])
-        save_session(session_path, session)
+        _save(session_path, session)
+
+    def stop_soon() -> None:  # first Ctrl-C (from the watcher thread)
+        state.interrupted = True
+        print("\ntvmopt: stopping at the next safe point (finished measurements are kept); Ctrl-C again to "
+              "exit now", file=sys.stderr, flush=True)
+
+    def exit_now() -> None:  # second Ctrl-C, or the first one's grace ran out (watcher thread)
+        with contextlib.ExitStack() as held:
+            with contextlib.suppress(Exception):
+                held.enter_context(log_lock(log_dir))  # waits out an append in progress; held until exit
+            session.status = "interrupted"
+            session.trials_run = max(state.trials_run, database.records_written)  # the last batch may be uncounted
+            with contextlib.suppress(Exception):
+                _save(session_path, session)
+            print(f"tvmopt: interrupted: {session.trials_run} trials kept in {log_dir} (session {session_path.name}); "
+                  "run the same command to resume", file=sys.stderr, flush=True)
+            kill_children()
+            os._exit(130)  # still holding the log lock: no record is cut in half
 
     state.on_batch = checkpoint
     if todo:
         try:
-            cost_model = _cost_model(transfer, tvm_target, session)
-            _run_metaschedule([extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
-                              state, started, seed, rpc, cost_model)
-            status = "timeout" if state.timed_out else "finished"
+            with InterruptGuard(stop_soon, exit_now):
+                cost_model = _cost_model(transfer, tvm_target, session)
+                _run_metaschedule([extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
+                                  state, started, seed, rpc, cost_model)
+            status = "interrupted" if state.interrupted else "timeout" if state.timed_out else "finished"
         except KeyboardInterrupt:
             session.status = "interrupted"  # every finished batch is already in the log
             checkpoint()
+            raise
+        except Exception:
+            if database.write_error is None:  # else: reported below, in place of TVM's bare RuntimeError
+                session.status = "failed"
+                with contextlib.suppress(Exception):
+                    checkpoint()
+                raise
+            status = "failed"
+        except BaseException:
+            session.status = "failed"
+            with contextlib.suppress(Exception):
+                checkpoint()
             raise
         finally:
             if bar is not None:
                 bar.close()
     for summary, task in zip(summaries, extracted):
         summary.best_us = _us(database.best_seconds(task.dispatched[0]))
-    session.status = status
+    state.failure = state.failure or database.write_error
+    session.status = "failed" if state.failure is not None else status
     session.untuned_tasks = [s.name for s in summaries if s.best_us is None]
-    checkpoint()
-    return TuningLog(
+    try:
+        checkpoint()
+    except TvmoptError:
+        if state.failure is None:
+            raise
+    if state.failure is not None:  # e.g. the disk filled up: every record written before is in the log
+        failure = state.failure
+        if isinstance(failure, TvmoptError):
+            raise type(failure)(f"{failure} (tuning stopped; {state.trials_run} trials kept in {log_dir})")
+        raise TuningError(f"tuning stopped by an error in MetaSchedule's callbacks: {last_line(failure)} "
+                          f"({state.trials_run} trials kept in {log_dir})") from failure
+    result = TuningLog(
         log_dir=log_dir,
         session_path=session_path,
         target=spec.log_name,
@@ -172,6 +218,16 @@ def tune(
         untuned_tasks=session.untuned_tasks,
         warnings=list(database.warnings),
     )
+    if state.interrupted:
+        raise TuningInterrupted(result)
+    return result
+
+
+def _save(path: Path, session: SessionRecord) -> None:
+    try:
+        save_session(path, session)
+    except OSError as err:
+        raise path_error(err, "write the session record", path, LogError) from err
 
 
 def _cost_model(transfer, tvm_target, session: SessionRecord):
@@ -187,14 +243,16 @@ def _cost_model(transfer, tvm_target, session: SessionRecord):
 def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: LogDatabase,
                       state: SessionProgress, started: float, seed, rpc, cost_model="xgb") -> None:
     cores = max(1, len(os.sched_getaffinity(0)))
-    work_dir = tempfile.mkdtemp(prefix="tvmopt-ms-")  # MetaSchedule's verbose per-task logs
     logging.getLogger("tvmopt.metaschedule").setLevel(logging.WARNING)
     measured = database.measured_hashes([task.dispatched[0] for task in tasks])
-    builder = PersistentBuilder(max_workers=cores, measured=measured, cross_compiler=spec.cross_compiler)
+    builder = PersistentBuilder(max_workers=cores, measured=measured, cross_compiler=spec.cross_compiler,
+                                progress=state)
     if rpc is not None:
         runner = rpc_runner(rpc.host, rpc.port, rpc.key, plan.number, plan.repeat, plan.min_repeat_ms)
     else:
         runner = local_runner(plan.number, plan.repeat, plan.min_repeat_ms)
+    pool = getattr(runner, "pool", None)  # LocalRunner's worker process
+    runner = StoppableRunner(runner, state)
     try:
         strategy = search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured)
         contexts = tune_contexts(tasks, strategy, cores, seed)
@@ -202,7 +260,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: L
         ms.tune.tune_tasks(
             tasks=contexts,
             task_weights=[float(t.weight) for t in tasks],
-            work_dir=work_dir,
+            work_dir=str(database.dir),  # only read to create a JSON database; we pass our own
             max_trials_global=sum(quotas) + plan.batch_size * len(quotas),
             max_trials_per_task=max(quotas),
             num_trials_per_iter=min(plan.batch_size, max(quotas)),
@@ -211,16 +269,17 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: L
             database=database,
             cost_model=cost_model,
             measure_callbacks=[
-                AddNewToDatabase(database, contexts),
+                AddNewToDatabase(database, contexts, state),
                 ms.measure_callback.RemoveBuildArtifact(),
-                ms.measure_callback.UpdateCostModel(),
+                UpdateCostModel(state),
                 ProgressCallback(state),
             ],
             task_scheduler=CommitEachBatch(state, deadline, plan.max_trials),
         )
     finally:
         builder.shutdown()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if pool is not None:
+            pool.shutdown()
 
 
 def _check_tunable(model: Model, spec: TargetSpec, rpc) -> None:
