@@ -6,8 +6,6 @@ Errors say which file, which node or input, and what was expected, in one line.
 from __future__ import annotations
 
 import gc
-import re
-import warnings
 from pathlib import Path
 import numpy as np
 
@@ -84,23 +82,24 @@ def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | Non
 
 
 def _convert(proto, shape_dict: dict):
-    """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph)."""
-    from tvm.relax.frontend.onnx import from_onnx
+    """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph).
 
-    with warnings.catch_warnings(), captured() as out:
-        warnings.simplefilter("ignore")  # the frontend warns on every symbolic dim
+    Raises RuntimeError whose text names the node that failed ("converting a Reshape node
+    'node_view': ...").
+    """
+    from .onnx_importer import NodeConversionError, convert
+
+    with captured():
         try:
-            return from_onnx(proto, shape_dict=shape_dict or None)
-        except Exception as err:  # noqa: BLE001
+            return convert(proto, shape_dict)
+        except NodeConversionError as err:
+            message = f"converting a {err.op_type} node '{err.node}': {err.reason}"
+        except Exception as err:  # noqa: BLE001 - the frontend raises anything
             message = last_line(err)
-            # The traceback's frames hold the importer's BlockBuilder, whose destructor prints
-            # a C++ warning; drop them and collect now, while output is still captured.
-            err.__traceback__ = None
+        # The traceback's frames hold the importer's BlockBuilder, whose destructor prints a C++
+        # warning; collect it now, while output is still captured.
         gc.collect()
-    # The frontend only prints which op type failed; put it into the error.
-    match = re.search(r"Error converting operator (\w+)", out.text)
-    where = f"converting a {match.group(1)} node: " if match else ""
-    raise RuntimeError(where + message)
+    raise RuntimeError(message)
 
 
 def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
@@ -123,11 +122,11 @@ def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
 
 
 def supported_ops() -> set[str]:
-    """ONNX op types the Relax frontend converts (it checks this map itself, but only reports op
-    types; checking first lets the error name the nodes too)."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+    """ONNX op types the import converts (TVM's frontend checks its map itself, but only reports
+    op types; checking first lets the error name the nodes too)."""
+    from .onnx_importer import supported_ops as importer_ops
 
-    return set(_get_convert_map()) | {"Constant", "If"}  # both handled outside the map
+    return importer_ops()
 
 
 def _check_operators(path: Path, proto) -> None:
