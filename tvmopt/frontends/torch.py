@@ -55,12 +55,21 @@ def _from_exported(exported, source: str, fmt: str, name: str, sha: str | None =
 
 
 def exported_program_to_relax(exported):
-    """torch.export ExportedProgram -> Relax, parameters bound as constants."""
+    """torch.export ExportedProgram -> Relax, parameters bound as constants.
+
+    We run torch's decompositions ourselves (with tvmopt's table, torch_converters.py) and hand
+    TVM's translator the converters that replace its own for some ops.
+    """
     _restore_tvm_ffi_torch_support()
     from tvm.relax.frontend.torch import from_exported_program
 
+    from .torch_converters import CONVERTERS, decomposition_table
+
+    decomposed = exported.run_decompositions(decomposition_table())
     with captured():
-        return from_exported_program(exported, keep_params_as_input=False)
+        return from_exported_program(
+            decomposed, keep_params_as_input=False, run_ep_decomposition=False, custom_convert_map=CONVERTERS
+        )
 
 
 def _restore_tvm_ffi_torch_support() -> None:
