@@ -121,7 +121,10 @@ def _decide_equal(a, b) -> bool | None:
     return None
 
 
+from .recurrent import CONVERTERS as _RECURRENT  # noqa: E402 - RNN, GRU, LSTM (no upstream converter)
+
 OVERRIDES: dict[str, type[_frontend.OnnxOpConverter]] = {
+    **_RECURRENT,
     "Range": Range,
     "ConstantOfShape": ConstantOfShape,
     "Equal": Equal,
