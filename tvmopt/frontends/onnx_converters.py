@@ -105,6 +105,28 @@ class Equal(_frontend.OnnxOpConverter):
         return relax.op.equal(*as_tensor)
 
 
+class Reshape(_frontend.OnnxOpConverter):
+    """Reshape of a scalar shape value (a symbolic dim) to [1] stays a shape value.
+
+    Workaround: TVM's frontend keeps `Shape(x)[i] * 4` (torch MultiheadAttention's
+    `bsz * num_heads` in dynamo exports) as a PrimExpr, and its Reshape converter then fails
+    ("Reshape expects the input data to be a Tensor. However, the given input is ir.PrimType")
+    on the `Reshape(.., [1])` that precedes the Concat building a view shape. A rank-1 result
+    becomes a one-element ShapeExpr, the form the frontend's Concat/Reshape handle symbolically.
+    """
+
+    @classmethod
+    def _impl_v5(cls, bb, inputs, attr, params):
+        data = inputs[0]
+        if tvm.ir.is_prim_expr(data) and "int" in str(data.ty):
+            shape = _frontend.get_constant(inputs[1], params)
+            if isinstance(shape, tvm.ir.GenericConst):
+                dims = [int(d) for d in shape.value.numpy().reshape(-1)]
+                if dims in ([], [1], [-1]):
+                    return data if not dims else relax.ShapeExpr([data])
+        return _frontend.Reshape.get_converter(14)(bb, inputs, attr, params)
+
+
 def _decide_equal(a, b) -> bool | None:
     """a == b for two shape entries (int or PrimExpr), or None when it depends on the dims."""
     a, b = (int(x) if isinstance(x, (int, tvm.tirx.IntImm)) else x for x in (a, b))
@@ -128,4 +150,5 @@ OVERRIDES: dict[str, type[_frontend.OnnxOpConverter]] = {
     "Range": Range,
     "ConstantOfShape": ConstantOfShape,
     "Equal": Equal,
+    "Reshape": Reshape,
 }
