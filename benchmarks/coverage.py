@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--resume", action="store_true", help="skip rows already ok in coverage.json")
     args = parser.parse_args(argv)
 
     if args.row:  # child process: one row
@@ -367,11 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.paths.split(",") if args.paths else list(PATHS)
     rows: list[Row] = []
     previous = {}
-    if RESULTS_JSON.exists() and (args.models or args.paths):  # a subset updates the saved table
+    if RESULTS_JSON.exists() and (args.models or args.paths or args.resume):  # update the saved table
         previous = {(r["model"], r["path"]): Row(**r) for r in json.loads(RESULTS_JSON.read_text())}
     for name in names:
         for path in paths:
             if path == "onnx-dynamic" and name not in TEXT_MODELS:
+                continue
+            if args.resume and (name, path) in previous and previous[(name, path)].ok:
                 continue
             started = time.monotonic()
             with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -390,15 +393,19 @@ def main(argv: list[str] | None = None) -> int:
             previous[(name, path)] = row
             print(f"{name:22s} {path:13s} {'ok ' if row.ok else 'FAIL'} {time.monotonic() - started:6.1f} s "
                   f"{'' if row.ok else row.reason[:200]}", flush=True)
+            if not args.no_write:  # after every row: a long run that is stopped keeps what it measured
+                _save(previous)
     print(render(rows))
-    if not args.no_write:
-        everything = list(previous.values())
-        order = {n: i for i, n in enumerate(_archs())}
-        everything.sort(key=lambda r: (order.get(r.model, 99), PATHS.index(r.path) if r.path in PATHS else 9))
-        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_JSON.write_text(json.dumps([asdict(r) for r in everything], indent=1) + "\n")
-        write_results_md(everything, "nice python benchmarks/coverage.py")
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _save(rows_by_key: dict) -> None:
+    everything = list(rows_by_key.values())
+    order = {n: i for i, n in enumerate(_archs())}
+    everything.sort(key=lambda r: (order.get(r.model, 99), PATHS.index(r.path) if r.path in PATHS else 9))
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps([asdict(r) for r in everything], indent=1) + "\n")
+    write_results_md(everything, "nice python benchmarks/coverage.py")
 
 
 if __name__ == "__main__":

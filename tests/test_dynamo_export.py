@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,9 @@ def test_dynamic_dims_fail_with_one_line_that_says_what_to_do(bert_dynamo):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
-    assert "converting a Reshape node" in lines[0] and "--input-shape" in lines[0]
+    # nn.MultiheadAttention's dynamo export still defeats TVM's frontend with symbolic dims (an
+    # Expand on computed sizes); the message names the op, the node and the fix.
+    assert re.search(r"converting an? \w+ node 'node_\w+'", lines[0]) and "--input-shape" in lines[0]
 
 
 def test_fixed_shapes_fold_shape_arithmetic_and_match_onnxruntime(bert_dynamo, tmp_path):

@@ -61,6 +61,18 @@ def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | Non
             mod = _convert(folded, shape_dict)
         except Exception:  # noqa: BLE001 - report the original failure, not the retry's
             raise ModelImportError(f"{path}: TVM's ONNX frontend failed {last_line(err)}") from err
+    else:
+        if static and unknown_shapes(mod):
+            # Converted, but some tensors lost their shapes: the legacy exporter computes Slice
+            # bounds (torch's chunk() in ShuffleNet) from Shape/Div chains, which TVM's Slice
+            # takes as run-time values; the build then fails in emit_te ("only supports Tensor
+            # that has ShapeExpr shape"). Folded with the static input shapes they are constants.
+            try:
+                folded = _convert(fold_constants(proto, {n: tuple(d) for n, d in shapes.items()}), shape_dict)
+            except Exception:  # noqa: BLE001 - keep the first conversion
+                folded = None
+            if folded is not None and unknown_shapes(folded) < unknown_shapes(mod):
+                mod = folded
     inputs = tuple(TensorSpec(n, tuple(shapes[n]), declared[n][1]) for n in declared)
     params = mod["main"].params
     if len(params) != len(inputs):
@@ -100,6 +112,20 @@ def _convert(proto, shape_dict: dict):
         # warning; collect it now, while output is still captured.
         gc.collect()
     raise RuntimeError(message)
+
+
+def unknown_shapes(mod) -> int:
+    """How many tensors bound in "main" have no known shape (only a rank, or not even that)."""
+    from tvm import relax
+
+    count = 0
+    body = mod["main"].body
+    for block in getattr(body, "blocks", []):
+        for binding in block.bindings:
+            ty = binding.var.ty
+            if isinstance(ty, relax.TensorType) and not isinstance(ty.shape, relax.ShapeExpr):
+                count += 1
+    return count
 
 
 def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
