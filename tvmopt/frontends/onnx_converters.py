@@ -127,6 +127,28 @@ class Reshape(_frontend.OnnxOpConverter):
         return _frontend.Reshape.get_converter(14)(bb, inputs, attr, params)
 
 
+class Expand(_frontend.OnnxOpConverter):
+    """Expand to a constant shape of a tensor with symbolic dims.
+
+    Workaround: TVM's converter reads `dim.value` of every input dim when the target shape is a
+    constant, which fails on a symbolic dim ("'Var' object has no attribute 'value'"; torch's
+    MultiheadAttention key-padding mask in dynamo exports). Its ShapeExpr branch applies the same
+    broadcasting rules to symbolic dims, so a constant shape goes there as a ShapeExpr.
+    """
+
+    @classmethod
+    def _impl_v8(cls, bb, inputs, attr, params):
+        data, shape = inputs[0], _frontend.get_constant(inputs[1], params)
+        data_shape = getattr(data.ty, "shape", None)
+        symbolic = isinstance(data_shape, relax.ShapeExpr) and not all(
+            isinstance(d, tvm.tirx.IntImm) for d in data_shape.values
+        )
+        if symbolic and isinstance(shape, tvm.ir.GenericConst):
+            shape = relax.ShapeExpr([int(v) for v in shape.value.numpy().reshape(-1)])
+            return _frontend.Expand._impl_v13(bb, [data, shape], attr, params)
+        return _frontend.Expand._impl_v13(bb, inputs, attr, params)
+
+
 def _decide_equal(a, b) -> bool | None:
     """a == b for two shape entries (int or PrimExpr), or None when it depends on the dims."""
     a, b = (int(x) if isinstance(x, (int, tvm.tirx.IntImm)) else x for x in (a, b))
@@ -151,4 +173,5 @@ OVERRIDES: dict[str, type[_frontend.OnnxOpConverter]] = {
     "ConstantOfShape": ConstantOfShape,
     "Equal": Equal,
     "Reshape": Reshape,
+    "Expand": Expand,
 }
