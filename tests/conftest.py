@@ -13,6 +13,21 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/models.py
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _shim_torchvision() -> None:
+    """With the `coverage` extra installed, torchvision's CUDA-linked wheel breaks `import
+    transformers` beside the CPU torch; benchmarks/coverage.py's shim makes it importable."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_coverage_benchmark", REPO / "benchmarks" / "coverage.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # stdlib-only at import time
+    module.shim_torchvision()
+
+
+_shim_torchvision()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_outlives_the_suite():
     """Every process a test starts (servers, their forked workers, tuning pools) is gone at the end.

@@ -20,7 +20,7 @@ from ..logs import DEFAULT_LOG_ROOT
 from ..model import Model
 from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
 from ..targets import TargetSpec, get_target, host_machine
-from .codegen import build, device_code, export_library
+from .codegen import build, device_code, explain_build_failure, export_library
 from .options import GraphOptions
 from .package import write_artifact
 from .layout import block_size
@@ -57,7 +57,9 @@ def compile(  # noqa: A001 - the pipeline's verb
     try:
         executable = build(fused, tvm_target, compiled_vm=options.compiled_vm)
     except Exception as err:  # noqa: BLE001 - TVM raises many kinds
-        raise CompileError(f"model {model.name} for {spec.name}: build failed: {last_line(err)}") from err
+        raise CompileError(
+            f"model {model.name} for {spec.name}: build failed {explain_build_failure(fused, tvm_target, err)}"
+        ) from err
     manifest = Manifest(
         model=ModelInfo(model.name, model.source, model.format, model.sha256),
         inputs=model.inputs,

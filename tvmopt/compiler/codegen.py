@@ -107,3 +107,75 @@ def _stub_libcuda() -> str:
     subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", tmp, source], check=True)
     os.replace(tmp, path)
     return path
+
+
+def explain_build_failure(mod: tvm.IRModule, target: tvm.target.Target, err: BaseException) -> str:
+    """One line for a failed build, e.g. "in kernel 'cumsum' (bool[2, 8] -> bool[2, 8]): ...":
+    the kernel that fails alone (its name says which op it was lowered from), its buffers, and
+    TVM's reason, never empty.
+
+    TVM builds all kernels in one LLVM module and its checks often end in "... is false:" with
+    no text after; we rebuild kernels one at a time to find the culprit and add the C++
+    function the check fired in.
+    """
+    from ..errors import last_line
+
+    reason = last_line(err)
+    kernel = _failing_kernel(mod, target, reason)
+    if reason.rstrip().endswith(":") or len(reason.split(":", 1)[-1].strip()) == 0:
+        where = _native_frame(err)
+        reason = reason.rstrip(": ") + (f" (in TVM's {where}; TVM gives no explanation)" if where else
+                                        " (TVM gives no explanation)")
+    return f"in kernel {kernel}: {reason}" if kernel else reason
+
+
+def _native_frame(err: BaseException) -> str | None:
+    """The innermost C++ frame of a TVM error ('CodeGenLLVM::CreateAdd, codegen_llvm.cc:1614')."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.endswith((".cc", ".h"))]
+    if not frames:
+        return None
+    frame = frames[-1]
+    name = frame.name.split("(")[0].split()[-1].replace("tvm::", "").replace("codegen::", "")
+    return f"{name}, {Path(frame.filename).name}:{frame.lineno}"
+
+
+def _failing_kernel(mod: tvm.IRModule, target: tvm.target.Target, reason: str, budget_s: float = 120.0) -> str | None:
+    """Lower `mod` as tvm.compile does, then build each TIR kernel alone; describe the first that
+    fails with the same reason (None if none does or time runs out)."""
+    import time
+
+    from tvm import relax
+
+    from ..errors import last_line
+
+    deadline = time.monotonic() + budget_s
+    try:
+        with target, captured():
+            lowered = relax.get_default_pipeline(target)(mod)
+    except Exception:  # noqa: BLE001 - then the failure was not in a kernel
+        return None
+    for gvar, func in lowered.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or time.monotonic() > deadline:
+            continue
+        try:
+            with target, captured():
+                tvm.tirx.build(tvm.IRModule({gvar: func}), target=target)
+        except Exception as err:  # noqa: BLE001 - this is the one we look for
+            if last_line(err) == reason:
+                return f"'{gvar.name_hint}' ({_signature(func)})"
+    return None
+
+
+def _signature(func) -> str:
+    """'bool[2, 8] -> bool[2, 8]': a kernel's buffers, the last one its output (TVM's convention)."""
+    buffers = [p.ty for p in func.params if hasattr(p.ty, "shape") and hasattr(p.ty, "dtype")]  # 0.27: BufferType
+    shown = [f"{b.dtype}[{', '.join(str(_dim(d)) for d in b.shape)}]" for b in buffers]
+    if len(shown) < 2:
+        return ", ".join(shown)
+    return f"{', '.join(shown[:-1])} -> {shown[-1]}"
+
+
+def _dim(d):
+    return int(d) if isinstance(d, tvm.tirx.IntImm) else d

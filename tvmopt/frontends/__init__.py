@@ -22,12 +22,14 @@ def import_model(
     source: Any,
     *,
     input_shapes: ShapeOverrides | None = None,
-    example_inputs: Sequence[Any] | None = None,
+    example_inputs: Sequence[Any] | Mapping[str, Any] | None = None,
     name: str | None = None,
 ) -> Model:
     """Import an ONNX path, a .pt2 path, or a torch.nn.Module (with `example_inputs`).
 
     `input_shapes` fixes dynamic dims, e.g. {"input_ids": (1, 128)}; unknown names are errors.
+    `example_inputs` as a dict passes them to forward() by keyword, and the model's inputs take
+    those names (a forward(*args) module otherwise gets args_0, args_1, ...).
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -50,7 +52,9 @@ def import_model(
             )
         from .torch import import_module
 
-        return import_module(source, tuple(example_inputs), input_shapes, name)
+        if not isinstance(example_inputs, Mapping):
+            example_inputs = tuple(example_inputs)
+        return import_module(source, example_inputs, input_shapes, name)
     raise ModelImportError(
         f"cannot import a {type(source).__name__}: expected an ONNX/.pt2 path or a torch.nn.Module"
     )

@@ -6,8 +6,6 @@ Errors say which file, which node or input, and what was expected, in one line.
 from __future__ import annotations
 
 import gc
-import re
-import warnings
 from pathlib import Path
 import numpy as np
 
@@ -55,6 +53,18 @@ def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | Non
             mod = _convert(folded, shape_dict)
         except Exception:  # noqa: BLE001 - report the original failure, not the retry's
             raise ModelImportError(f"{path}: TVM's ONNX frontend failed {last_line(err)}") from err
+    else:
+        if static and unknown_shapes(mod):
+            # Converted, but some tensors lost their shapes: the legacy exporter computes Slice
+            # bounds (torch's chunk() in ShuffleNet) from Shape/Div chains, which TVM's Slice
+            # takes as run-time values; the build then fails in emit_te ("only supports Tensor
+            # that has ShapeExpr shape"). Folded with the static input shapes they are constants.
+            try:
+                folded = _convert(fold_constants(proto, {n: tuple(d) for n, d in shapes.items()}), shape_dict)
+            except Exception:  # noqa: BLE001 - keep the first conversion
+                folded = None
+            if folded is not None and unknown_shapes(folded) < unknown_shapes(mod):
+                mod = folded
     inputs = tuple(TensorSpec(n, tuple(shapes[n]), declared[n][1]) for n in declared)
     params = mod["main"].params
     if len(params) != len(inputs):
@@ -170,23 +180,38 @@ def _load_external_data(path: Path, proto) -> None:
 
 
 def _convert(proto, shape_dict: dict):
-    """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph)."""
-    from tvm.relax.frontend.onnx import from_onnx
+    """ONNX ModelProto -> Relax (weights become constants; input dtypes from the graph).
 
-    with warnings.catch_warnings(), captured() as out:
-        warnings.simplefilter("ignore")  # the frontend warns on every symbolic dim
+    Raises RuntimeError whose text names the node that failed ("converting a Reshape node
+    'node_view': ...").
+    """
+    from .onnx_importer import NodeConversionError, convert
+
+    with captured():
         try:
-            return from_onnx(proto, shape_dict=shape_dict or None)
-        except Exception as err:  # noqa: BLE001
+            return convert(proto, shape_dict)
+        except NodeConversionError as err:
+            message = f"converting a {err.op_type} node '{err.node}': {err.reason}"
+        except Exception as err:  # noqa: BLE001 - the frontend raises anything
             message = last_line(err)
-            # The traceback's frames hold the importer's BlockBuilder, whose destructor prints
-            # a C++ warning; drop them and collect now, while output is still captured.
-            err.__traceback__ = None
+        # The traceback's frames hold the importer's BlockBuilder, whose destructor prints a C++
+        # warning; collect it now, while output is still captured.
         gc.collect()
-    # The frontend only prints which op type failed; put it into the error.
-    match = re.search(r"Error converting operator (\w+)", out.text)
-    where = f"converting a {match.group(1)} node: " if match else ""
-    raise RuntimeError(where + message)
+    raise RuntimeError(message)
+
+
+def unknown_shapes(mod) -> int:
+    """How many tensors bound in "main" have no known shape (only a rank, or not even that)."""
+    from tvm import relax
+
+    count = 0
+    body = mod["main"].body
+    for block in getattr(body, "blocks", []):
+        for binding in block.bindings:
+            ty = binding.var.ty
+            if isinstance(ty, relax.TensorType) and not isinstance(ty.shape, relax.ShapeExpr):
+                count += 1
+    return count
 
 
 def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
@@ -209,11 +234,11 @@ def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
 
 
 def supported_ops() -> set[str]:
-    """ONNX op types the Relax frontend converts (it checks this map itself, but only reports op
-    types; checking first lets the error name the nodes too)."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+    """ONNX op types the import converts (TVM's frontend checks its map itself, but only reports
+    op types; checking first lets the error name the nodes too)."""
+    from .onnx_importer import supported_ops as importer_ops
 
-    return set(_get_convert_map()) | {"Constant", "If"}  # both handled outside the map
+    return importer_ops()
 
 
 def _check_operators(path: Path, proto) -> None:
