@@ -16,7 +16,7 @@ from typing import Any
 from .._files import sha256_file
 from ..errors import ArtifactError
 from ..machine import Machine, Requirements
-from ..specs import TensorSpec
+from ..specs import BatchBuckets, TensorSpec
 
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
@@ -153,6 +153,7 @@ class Manifest:
     build_s: float | None = None
     library: LibraryInfo | None = None
     device_code: DeviceCode | None = None
+    batch_buckets: BatchBuckets | None = None  # `compile --batch-sizes`; absent in older manifests
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {
@@ -171,6 +172,8 @@ class Manifest:
         }
         if self.device_code is not None:
             out["device_code"] = self.device_code.to_json()
+        if self.batch_buckets is not None:
+            out["batch_buckets"] = self.batch_buckets.to_json()
         return out
 
     @staticmethod
@@ -198,6 +201,7 @@ class Manifest:
                 build_s=obj.get("build_s"),
                 library=LibraryInfo.from_json(obj["library"]) if obj["library"] else None,
                 device_code=DeviceCode.from_json(obj.get("device_code")),
+                batch_buckets=BatchBuckets.from_json(obj.get("batch_buckets")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ArtifactError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from err

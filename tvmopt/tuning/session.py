@@ -69,14 +69,20 @@ def tune(
     seed: int | None = None,
     rpc: "RpcDevice | None" = None,
     transfer: Sequence[str | os.PathLike] = (),
+    batch_sizes: Sequence[int] | None = None,
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
     `rpc` (a tvmopt.runtime.remote.RpcDevice) measures candidates on devices of a TVM RPC tracker
     instead of this machine; candidates are cross-compiled here. `transfer` lists tuning logs
     (other models, other targets) whose records warm-start the XGBoost cost model, so the first
-    batches are not picked at random.
+    batches are not picked at random. `batch_sizes` tunes one static copy of the model per batch
+    size (compiler/buckets.py), all in this one session and log.
     """
+    if batch_sizes:
+        from ..compiler.buckets import with_batch_buckets
+
+        model = with_batch_buckets(model, batch_sizes)
     spec = get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
     _check_tunable(model, spec, rpc)
