@@ -6,6 +6,7 @@ Imported only when an .onnx file is served (`tvmopt serve model.onnx`); needs on
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +34,7 @@ class OrtModel:
         ort = require("onnxruntime", "ort")
         path = Path(path)
         options = ort.SessionOptions()
+        options.log_severity_level = 4  # a failing request is answered with the error; not logged twice
         options.intra_op_num_threads = threads or int(os.environ.get("TVM_NUM_THREADS", 0)) or \
             len(os.sched_getaffinity(0))
         try:
@@ -53,7 +55,20 @@ class OrtModel:
         return run_merged(self._run, requests)
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self._names, arrays)))
+        try:
+            return self.session.run(None, dict(zip(self._names, arrays)))
+        except Exception as err:  # noqa: BLE001 - ORT's Fail, InvalidArgument, ...
+            raise RuntimeError(ort_message(str(err))) from err
+
+
+def ort_message(text: str) -> str:
+    """ONNX Runtime's error without its source location and C++ signature: 'GatherElements node:
+    GatherElements op: Out of range value in index tensor'."""
+    text = text.strip().splitlines()[0] if text.strip() else text
+    node = re.search(r"while running (\S+) node", text)
+    status = text.rsplit("Status Message: ", 1)[-1]
+    status = re.sub(r"^\S+:\d+ .*?\)( \[with [^\]]*\])? ", "", status)
+    return f"{node.group(1)} node: {status}" if node else status
 
 
 def _spec(value) -> TensorSpec:

@@ -10,6 +10,7 @@ artifact and the input and output paths (a shared file system on a cluster). Nee
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +48,10 @@ def run_on_ray(job, pending: Sequence[int], out: Path, batch_size: int | None, o
                actors: int | None, bar: Any) -> set[int]:
     """Run `pending` chunks of `job` on Ray (`address` "local" starts a local instance for the job
     and stops it after). Returns the pids of the actors that ran them."""
+    if address == "local" and "ray" not in sys.modules:
+        # A local instance for one job listens on the loopback only: Ray otherwise binds the
+        # machine's network address (it reads this switch once, at import).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = require("ray", "ray")
     require("ray.data", "ray")
     import logging
