@@ -22,7 +22,8 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from tvmopt.serving import start_server  # noqa: E402
 
 MAX_REQUEST_MB = 0.25
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the raw-HTTP tests use curl (apt-get install curl)")
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None,
+                                reason="the raw-HTTP tests use curl (apt-get install curl)")
 
 
 def write_gather_onnx(path: Path) -> Path:
@@ -141,7 +142,8 @@ def test_a_failing_request_fails_alone(served):
         results = list(pool.map(call, range(8)))
     failed = results.pop(5)
     assert isinstance(failed, InferenceServerException) and failed.status() == "500"
-    assert failed.message() == "model 'gather' failed: GatherElements node: GatherElements op: Out of range value in index tensor"
+    assert failed.message() == ("model 'gather' failed: GatherElements node: GatherElements op: "
+                                "Out of range value in index tensor")
     for i, y in zip([0, 1, 2, 3, 4, 6, 7], results):
         assert not isinstance(y, Exception), y
         np.testing.assert_array_equal(y, xs[i][:, idx[i][0, 0]][:, None])

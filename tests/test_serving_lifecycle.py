@@ -96,3 +96,22 @@ def test_startup_errors_are_one_line(tmp_path, mlp_artifact):
     assert proc.returncode == 2 and "are both named 'a'" in proc.stderr
     proc = run_cli("serve", str(mlp_artifact), "--workers", "0", timeout=120)
     assert proc.returncode == 2 and "--workers 0" in proc.stderr
+
+
+def test_kserve_manifest_runs_this_cli():
+    """deploy/kserve/inferenceservice.yaml starts `tvmopt serve` with arguments this CLI accepts and
+    probes the endpoints it serves."""
+    import yaml
+    from conftest import REPO
+    from tvmopt.cli import build_parser
+
+    manifest = yaml.safe_load((REPO / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
+    assert manifest["kind"] == "InferenceService"
+    container = manifest["spec"]["predictor"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["tvmopt", "serve"]
+    args = build_parser().parse_args(command[1:])
+    assert args.artifacts == ["mlp=/mnt/models"] and args.port == container["ports"][0]["containerPort"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert manifest["spec"]["predictor"]["terminationGracePeriodSeconds"] > args.grace_s

@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run on Ray Data: a local Ray instance started for the job, or the cluster at ADDRESS "
                         "(needs tvmopt[ray])")
-    p.add_argument("--ray-actors", type=int, help="actors on Ray, each loading the artifact once (default: one per node)")
+    p.add_argument("--ray-actors", type=int,
+                   help="actors on Ray, each loading the artifact once (default: one per node)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -44,5 +45,6 @@ def run(args) -> int:
     for error in result.errors[:20]:
         print(f"record {error.index}: {error.message}", file=sys.stderr)
     if len(result.errors) > 20:
-        print(f"... and {len(result.errors) - 20} more failed records (each chunk's _errors lists them)", file=sys.stderr)
+        print(f"... and {len(result.errors) - 20} more failed records (each chunk's _errors lists them)",
+              file=sys.stderr)
     return 1 if result.errors else 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import batch_sizes_arg, import_from_args, log_arg, model_args, rpc_args, rpc_device, table, target_arg
+from .common import (batch_sizes_arg, import_from_args, log_arg, model_args, rpc_args, rpc_device, table,
+                     target_arg)
 
 
 def register(sub) -> None:

@@ -148,8 +148,8 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
         *model_routes("/infer", infer, methods=("POST",)),
         Route("/metrics", metrics),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error,
-                                                                                RequestError: request_error})
+    handlers = {HTTPException: http_error, RequestError: request_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.server = state
     return app
 

@@ -184,7 +184,8 @@ def _parse_json(text: bytes) -> dict:
         raise RequestError(f"the request's JSON is not UTF-8 ({err.reason} at byte {err.start}); binary tensors "
                            "need the Inference-Header-Content-Length header") from None
     except json.JSONDecodeError as err:
-        raise RequestError(f"malformed JSON in the request: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise RequestError(f"malformed JSON in the request: {err.msg} at line {err.lineno} "
+                           f"column {err.colno}") from None
     if not isinstance(header, dict):
         raise RequestError("the request's JSON must be an object with an 'inputs' list")
     return header
