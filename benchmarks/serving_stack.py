@@ -83,7 +83,7 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 120) -> No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server exited: {process.stdout.read() if process.stdout else ''}")
+            raise SystemExit(f"server exited with status {process.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/v2/health/ready")
@@ -128,7 +128,8 @@ def run_stack(name: str, python: str, source: str, requests: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "server.py"
         script.write_text(textwrap.dedent(source))
-        process = subprocess.Popen([python, str(script), str(port), str(free_port())], stdout=subprocess.PIPE,
+        log = open(Path(tmp) / "server.log", "w")  # not a pipe: KServe logs every request, a full pipe blocks it
+        process = subprocess.Popen([python, str(script), str(port), str(free_port())], stdout=log,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         try:
@@ -143,6 +144,7 @@ def run_stack(name: str, python: str, source: str, requests: int) -> dict:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            log.close()
     return {"stack": name, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "rss_mb": round(rss / 2**20)}
 
 
