@@ -67,6 +67,16 @@ def mlp_onnx(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlp_dynamic_onnx(tmp_path_factory) -> Path:
+    """tests/models.py's MLP (x [batch, 64] -> y [batch, 10]) exported with a dynamic batch axis."""
+    import models
+
+    module, example = models.mlp()
+    return models.export_onnx(module, example, tmp_path_factory.mktemp("models") / "mlp_dynamic.onnx", ["x"], ["y"],
+                              {"x": {0: "batch"}, "y": {0: "batch"}})
+
+
+@pytest.fixture(scope="session")
 def transformer_onnx(tmp_path_factory) -> Path:
     return _export("tiny_transformer", "transformer.onnx", tmp_path_factory)
 

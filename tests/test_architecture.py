@@ -47,10 +47,29 @@ def test_runtime_loads_and_runs_without_compiler_torch_or_onnx(cnn_onnx, tmp_pat
     assert "tvm" not in loaded  # only tvm_ffi and libtvm_runtime.so
 
 
+def test_serving_and_batch_prediction_load_only_the_runtime(mlp_onnx, tmp_path):
+    """What `tvmopt serve` and `tvmopt predict` import: the runtime, the HTTP stack, numpy; no compiler."""
+    import numpy as np
+    import tvmopt
+
+    artifact = tvmopt.compile(tvmopt.import_model(mlp_onnx), "host", tmp_path / "art", log_root=None)
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), "float32"))
+    code = (f"from tvmopt.cli import main\n"
+            f"from tvmopt.serving.models import load_models\n"
+            f"from tvmopt.serving.app import create_app\n"
+            f"import tvmopt.serving.server, tvmopt.serving.launch\n"
+            f"app = create_app(load_models([{str(artifact.path)!r}]))\n"
+            f"assert main(['predict', {str(artifact.path)!r}, '--input', {str(tmp_path / 'x.npy')!r}, '--output', "
+            f"{str(tmp_path / 'out')!r}, '--no-progress']) == 0")
+    loaded = _modules_after(code)
+    assert _heavy(loaded) == [], "serving imported the compiler stack"
+    assert "tvm" not in loaded and "onnxruntime" not in loaded and "ray" not in loaded
+
+
 def test_cli_help_names_every_verb():
     proc = subprocess.run([sys.executable, "-m", "tvmopt", "--help"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0
-    for verb in ("targets", "inspect", "tune", "compile", "run", "bench", "demo", "logs"):
+    for verb in ("targets", "inspect", "tune", "compile", "run", "serve", "predict", "bench", "demo", "logs"):
         assert verb in proc.stdout
 
 

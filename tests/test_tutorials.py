@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO
 
 
-@pytest.mark.parametrize("script", ["01_quickstart.py", "02_pytorch.py"])
+@pytest.mark.parametrize("script", ["01_quickstart.py", "02_pytorch.py", "03_serving.py"])
 def test_tutorial_runs(script, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "tutorials" / script), "--budget", "smoke",

@@ -5,6 +5,8 @@ The verbs, in pipeline order:
     log = tvmopt.tune(model, "host", budget="quick")     # tuning (MetaSchedule + XGBoost)
     artifact = tvmopt.compile(model, "host", "out/")      # compiler -> artifact dir
     predictor = tvmopt.load("out/")                       # runtime (needs no compiler)
+    tvmopt.serve(["out/"], port=8000)                     # serving: Open Inference Protocol over HTTP
+    tvmopt.predict("out/", "records.npz", "preds/")       # batch prediction, chunked and resumable
 
 Attributes are imported on first use: `import tvmopt` is cheap, and `tvmopt.load` never
 imports the compiler, torch or onnx.
@@ -24,6 +26,8 @@ _LAZY = {
     "compile": ("tvmopt.compiler", "compile"),  # shadows the builtin on purpose: the verb
     "load": ("tvmopt.runtime", "load"),
     "run": ("tvmopt.runtime", "run"),
+    "serve": ("tvmopt.serving.server", "serve"),  # needs tvmopt[serve]
+    "predict": ("tvmopt.serving.predict", "predict"),
     "Model": ("tvmopt.model", "Model"),
     "TensorSpec": ("tvmopt.specs", "TensorSpec"),
     "Predictor": ("tvmopt.runtime", "Predictor"),
@@ -42,6 +46,8 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .frontends import import_model  # noqa: F401
     from .model import Model  # noqa: F401
     from .runtime import Artifact, Predictor, load, run  # noqa: F401
+    from .serving.predict import predict  # noqa: F401
+    from .serving.server import serve  # noqa: F401
     from .specs import TensorSpec  # noqa: F401
     from .targets import get_target, list_targets  # noqa: F401
     from .tuning import TuningLog, tune  # noqa: F401

@@ -55,6 +55,11 @@ class EmulationError(TvmoptError):
     """The emulated aarch64 environment cannot be prepared or the artifact failed in it."""
 
 
+class DataError(TvmoptError):
+    """Input data of a batch-prediction job (npz/npy/Parquet) is missing, unreadable or does not fit
+    the model; or the output directory holds another job."""
+
+
 class MissingDependencyError(TvmoptError):
     """An optional dependency is not installed; the message says what to install."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .specs import Dim, TensorSpec
+from .specs import BatchBuckets, Dim, TensorSpec
 
 if TYPE_CHECKING:
     import tvm
@@ -28,16 +28,20 @@ class Model:
     source: str  # file path, or "torch.nn.Module <ClassName>"
     format: str  # "onnx" | "torch" | "pt2"
     sha256: str  # of the source file, or of the exported program's text
+    # Set by compiler.buckets.with_batch_buckets: `mod` then holds one static function per batch
+    # size (main_b1, main_b4, ...) instead of "main", and the batch dim counts as static.
+    batch_buckets: BatchBuckets | None = None
 
     @property
     def is_static(self) -> bool:
-        return all(spec.is_static for spec in self.inputs)
+        return not self.dynamic_dims()
 
     def dynamic_dims(self) -> list[tuple[str, int, str]]:
-        """(input name, axis, dim name) for each symbolic dimension."""
+        """(input name, axis, dim name) for each symbolic dimension (a bucketed batch dim is static)."""
+        bucketed = self.batch_buckets.dim if self.batch_buckets else None
         return [
             (spec.name, axis, str(dim))
             for spec in self.inputs
             for axis, dim in enumerate(spec.shape)
-            if not isinstance(dim, int)
+            if not isinstance(dim, int) and not (axis == 0 and dim == bucketed)
         ]

@@ -34,6 +34,48 @@ class TensorSpec:
         return TensorSpec(str(obj["name"]), tuple(obj["shape"]), str(obj["dtype"]))
 
 
+@dataclass(frozen=True)
+class BatchBuckets:
+    """Batch sizes compiled as static copies of the model, one VM function each (e.g. main_b4).
+
+    Inputs and outputs keep the batch dim `dim` (axis 0) symbolic; a batch of any size runs in
+    the smallest bucket that holds it, padded, with the outputs sliced back (runtime/batching.py).
+    """
+
+    dim: str
+    sizes: tuple[int, ...]
+    functions: tuple[str, ...]  # one per size, in the same order
+
+    @staticmethod
+    def named(dim: str, sizes: "tuple[int, ...] | list[int]") -> "BatchBuckets":
+        """Buckets for `sizes` (sorted, unique) with tvmopt's function names main_b<size>."""
+        ordered = tuple(sorted(set(int(s) for s in sizes)))
+        return BatchBuckets(dim, ordered, tuple(f"main_b{s}" for s in ordered))
+
+    @property
+    def largest(self) -> int:
+        return self.sizes[-1]
+
+    def fit(self, rows: int) -> int:
+        """The smallest bucket holding `rows` rows (the largest one if none does)."""
+        return next((s for s in self.sizes if s >= rows), self.sizes[-1])
+
+    def function(self, size: int) -> str:
+        return self.functions[self.sizes.index(size)]
+
+    def to_json(self) -> dict:
+        return {"dim": self.dim, "buckets": [{"size": s, "function": f} for s, f in zip(self.sizes, self.functions)]}
+
+    @staticmethod
+    def from_json(obj: dict | None) -> "BatchBuckets | None":
+        if not obj:
+            return None
+        buckets = sorted(((int(b["size"]), str(b["function"])) for b in obj["buckets"]))
+        if not buckets or buckets[0][0] < 1:
+            raise ValueError("batch_buckets needs at least one size >= 1")
+        return BatchBuckets(str(obj["dim"]), tuple(b[0] for b in buckets), tuple(b[1] for b in buckets))
+
+
 def signature(specs: "tuple[TensorSpec, ...] | list[TensorSpec]") -> str:
     """`name: dtype[shape], ...` as error messages and `inspect` show it."""
     return ", ".join(f"{s.name}: {s.dtype}[{s.shape_str()}]" for s in specs)

@@ -14,13 +14,13 @@ import signal
 import sys
 from typing import Callable
 
-from . import bench, compile, inspect, logs, run, targets, tune
+from . import bench, compile, inspect, logs, predict, run, serve, targets, tune
 
-VERBS = (targets, inspect, tune, compile, run, bench, logs)
+VERBS = (targets, inspect, tune, compile, run, serve, predict, bench, logs)
 
 EPILOG = """\
 pipeline:  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host  ->  tvmopt compile MODEL -t host -o out/
-           ->  tvmopt run out/
+           ->  tvmopt run out/  ->  tvmopt serve out/  |  tvmopt predict out/ --input data.npz --output preds/
 Tuning records go to tuning_logs/<target>/ and are reused by every later tune/compile for that target.
 Try `tvmopt demo` for the whole path on a bundled example model."""
 

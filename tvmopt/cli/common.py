@@ -16,6 +16,14 @@ def model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def batch_sizes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-sizes", metavar="N,N,...",
+        help="one static copy of the model per batch size (e.g. 1,4,16), tuned/compiled into one artifact; "
+             "the runtime pads a batch to the next size. Needs a dynamic batch dim at axis 0",
+    )
+
+
 def target_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-t", "--target", default="host",
@@ -58,7 +66,12 @@ def import_from_args(args):
     from ..specs import parse_shapes
 
     shapes = parse_shapes(args.input_shape)
-    return import_model(args.model, input_shapes=shapes or None)
+    model = import_model(args.model, input_shapes=shapes or None)
+    if getattr(args, "batch_sizes", None):
+        from ..compiler.buckets import parse_batch_sizes, with_batch_buckets
+
+        model = with_batch_buckets(model, parse_batch_sizes(args.batch_sizes))
+    return model
 
 
 def table_text(header: Sequence, rows: Sequence[Sequence]) -> str:

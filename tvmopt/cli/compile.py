@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import import_from_args, log_arg, model_args, target_arg
+from .common import batch_sizes_arg, import_from_args, log_arg, model_args, target_arg
 
 
 def register(sub) -> None:
@@ -12,6 +12,7 @@ def register(sub) -> None:
                        description="Build MODEL for a target into an artifact directory (library + manifest.json). "
                                    "Kernels without a tuning record get TVM's default schedule.")
     model_args(p)
+    batch_sizes_arg(p)
     target_arg(p)
     log_arg(p)
     p.add_argument("--no-tuning", action="store_true", help="ignore tuning logs (untuned build)")
@@ -29,8 +30,9 @@ def run(args) -> int:
     artifact = compile_model(model, spec, output, log_root=None if args.no_tuning else args.log_dir)
     manifest = artifact.manifest
     tuning = manifest.tuning
+    buckets = f"; batch sizes {','.join(map(str, manifest.batch_buckets.sizes))}" if manifest.batch_buckets else ""
     print(f"wrote {artifact.path} ({spec.name}; {tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned, "
-          f"build {manifest.build_s} s)")
+          f"build {manifest.build_s} s{buckets})")
     if tuning.reference_logs:
         print(f"{tuning.borrowed()} kernel(s) use records of the compatible reference log(s) "
               f"{', '.join(tuning.reference_logs)} (zero tuning for them)")

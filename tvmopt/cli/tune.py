@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import import_from_args, log_arg, model_args, rpc_args, rpc_device, table, target_arg
+from .common import (batch_sizes_arg, import_from_args, log_arg, model_args, rpc_args, rpc_device, table,
+                     target_arg)
 
 
 def register(sub) -> None:
@@ -19,6 +20,7 @@ def register(sub) -> None:
         ),
     )
     model_args(p)
+    batch_sizes_arg(p)
     target_arg(p)
     log_arg(p)
     p.add_argument("--budget", choices=["smoke", "quick", "full"], default="quick",

@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 from .. import __version__
 from .._compat import TVM_VERSION
@@ -20,6 +21,7 @@ from ..logs import DEFAULT_LOG_ROOT
 from ..model import Model
 from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
 from ..targets import TargetSpec, get_target, host_machine
+from .buckets import with_batch_buckets
 from .codegen import build, device_code, explain_build_failure, export_library
 from .options import GraphOptions
 from .package import write_artifact
@@ -37,13 +39,18 @@ def compile(  # noqa: A001 - the pipeline's verb
     *,
     log_root: str | os.PathLike | None = DEFAULT_LOG_ROOT,
     options: GraphOptions | None = None,
+    batch_sizes: Sequence[int] | None = None,
 ) -> Artifact:
     """Build `model` for `target` into the artifact directory `output`.
 
     `log_root=None` compiles without tuning records (every kernel untuned). `options` must be the
     ones the log was tuned with (the default, unless you tuned with others) for records to match.
+    `batch_sizes` (e.g. (1, 4, 16)) compiles one static copy per batch size into the one library
+    (buckets.py).
     """
     options = options or GraphOptions()
+    if batch_sizes:
+        model = with_batch_buckets(model, batch_sizes)
     spec = get_target(target)
     tvm_target = spec.tvm_target()
     if spec.cross_compiler and not shutil.which(spec.cross_compiler):
@@ -71,6 +78,7 @@ def compile(  # noqa: A001 - the pipeline's verb
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         tuning=tuning,
         optimizations=options.to_json(),
+        batch_buckets=model.batch_buckets,
     )
 
     def write_library(path: str) -> Manifest:

@@ -58,8 +58,9 @@ class ZooModel:
 
         return self.make_inputs(torch.Generator().manual_seed(seed))
 
-    def export_onnx(self, path: str | Path) -> Path:
-        """Export to ONNX at `path` (opset 17, legacy exporter, static shapes); returns the path."""
+    def export_onnx(self, path: str | Path, dynamic_batch: bool = False) -> Path:
+        """Export to ONNX at `path` (opset 17, legacy exporter, static shapes; with `dynamic_batch`,
+        axis 0 of every input and output is the dynamic dim "batch", for batch buckets)."""
         torch = require("torch", "torch")
 
         path = Path(path)
@@ -79,6 +80,8 @@ class ZooModel:
                     output_names=list(self.output_names),
                     opset_version=17,
                     dynamo=False,
+                    dynamic_axes={n: {0: "batch"} for n in (*self.input_names, *self.output_names)}
+                    if dynamic_batch else None,
                 )
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)

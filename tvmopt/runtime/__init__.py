@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ArtifactError, UsageError
 from ..machine import this_machine
 from .artifact import Artifact, Manifest, read_artifact
+from .batching import with_rows
 from .inputs import bind_inputs, random_inputs
 from .predictor import Latency, Predictor
 
@@ -86,7 +87,9 @@ def run(
     else:
         predictor = load(path, cast_inputs=cast_inputs)
         artifact = predictor.artifact
-    feeds = dict(inputs) if inputs is not None else random_inputs(artifact.inputs)
+    buckets = artifact.manifest.batch_buckets
+    specs = with_rows(artifact.inputs, buckets.dim, buckets.sizes[0]) if buckets else artifact.inputs
+    feeds = dict(inputs) if inputs is not None else random_inputs(specs)
     arrays = bind_inputs(artifact.inputs, (), feeds, cast_inputs)
     if emulate:
         from .emulation import run_emulated

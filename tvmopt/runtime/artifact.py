@@ -16,7 +16,7 @@ from typing import Any
 from .._files import sha256_file
 from ..errors import ArtifactError
 from ..machine import Machine, Requirements
-from ..specs import TensorSpec
+from ..specs import BatchBuckets, TensorSpec
 
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
@@ -157,6 +157,7 @@ class Manifest:
     # The compiler's GraphOptions, as written (read by the compiler's GraphOptions.from_json;
     # the runtime needs none of them). None in manifests from before they existed.
     optimizations: dict | None = None
+    batch_buckets: BatchBuckets | None = None  # `compile --batch-sizes`; absent in older manifests
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {
@@ -177,6 +178,8 @@ class Manifest:
             out["device_code"] = self.device_code.to_json()
         if self.optimizations is not None:
             out["optimizations"] = dict(self.optimizations)
+        if self.batch_buckets is not None:
+            out["batch_buckets"] = self.batch_buckets.to_json()
         return out
 
     @staticmethod
@@ -205,6 +208,7 @@ class Manifest:
                 library=LibraryInfo.from_json(obj["library"]) if obj["library"] else None,
                 device_code=DeviceCode.from_json(obj.get("device_code")),
                 optimizations=dict(obj["optimizations"]) if obj.get("optimizations") else None,
+                batch_buckets=BatchBuckets.from_json(obj.get("batch_buckets")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ArtifactError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from err

@@ -10,9 +10,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, UsageError
+from ..errors import ArtifactError, InputSpecError, UsageError
 from ..specs import TensorSpec, signature
-from . import tvm_runtime
+from . import batching, tvm_runtime
 from .artifact import Artifact
 from .inputs import bind_inputs, random_inputs
 
@@ -65,23 +65,47 @@ class Predictor:
         return self.run_arrays(bind_inputs(self.inputs, args, kwargs, self.cast_inputs))
 
     def run_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on arrays already checked against `inputs` (in their order)."""
-        tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
-        return tvm_runtime.flatten(self._vm().function("main")(*tensors))
+        """Run on arrays already checked against `inputs` (in their order). A bucketed artifact
+        pads the batch to the next compiled batch size and slices the outputs back."""
+        buckets = self.artifact.manifest.batch_buckets
+        if buckets is not None:
+            return batching.run_bucketed(self._run_function, buckets, self.inputs, arrays)
+        return self._run_function("main", arrays)
 
-    def predict_batch(self, batch: Iterable[Any], progress: bool = True) -> list[list[np.ndarray]]:
-        """Run many inputs (each a dict of name->array, a tuple, or one array) with a progress bar."""
+    def run_many(self, requests: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Run several bound inputs; merged into one batch along the batch dim where the model has
+        one (the path `predict_batch`, `tvmopt serve` and `tvmopt predict` share)."""
+        if self.batch_dim is None:
+            return [self.run_arrays(r) for r in requests]
+        return batching.run_merged(self.run_arrays, requests)
+
+    @property
+    def batch_dim(self) -> str | None:
+        """The symbolic dim all inputs and outputs have at axis 0, if any (requests merge along it)."""
+        return batching.batch_dim(self.inputs, self.outputs)
+
+    @property
+    def max_batch_size(self) -> int:
+        """Rows one run takes by default: the largest compiled bucket; 1 without buckets."""
+        buckets = self.artifact.manifest.batch_buckets
+        return buckets.largest if buckets is not None else 1
+
+    def predict_batch(self, batch: Iterable[Any], progress: bool = True,
+                      batch_size: int | None = None) -> list[list[np.ndarray]]:
+        """Run many inputs (each a dict of name->array, a tuple, or one array) with a progress bar.
+
+        Inputs are merged into batches of up to `batch_size` rows (default `max_batch_size`) where
+        the model has a batch dim; each input gets its own outputs back.
+        """
         from tqdm import tqdm
 
-        items = list(batch) if not hasattr(batch, "__len__") else batch
-        results = []
-        for item in tqdm(items, desc="predict", unit="input", disable=not progress):
-            if isinstance(item, dict):
-                results.append(self(**item))
-            elif isinstance(item, (tuple, list)):
-                results.append(self(*item))
-            else:
-                results.append(self(item))
+        bound = [self._bind(item) for item in batch]
+        rows = [r[0].shape[0] if self.batch_dim and r else 1 for r in bound]
+        results: list[list[np.ndarray]] = []
+        with tqdm(total=len(bound), desc="predict", unit="input", disable=not progress) as bar:
+            for group in batching.group_by_rows(rows, batch_size or self.max_batch_size):
+                results.extend(self.run_many([bound[i] for i in group]))
+                bar.update(len(group))
         return results
 
     def benchmark(self, inputs: dict[str, np.ndarray] | None = None, repeat: int = 50, warmup: int = 3) -> Latency:
@@ -92,10 +116,10 @@ class Predictor:
         """
         if repeat < 1:
             raise UsageError(f"--repeat must be at least 1, got {repeat}")
-        arrays = bind_inputs(self.inputs, (), inputs or self.random_inputs(), self.cast_inputs)
+        name, arrays = self._entry(bind_inputs(self.inputs, (), inputs or self.random_inputs(), self.cast_inputs))
         vm = self._vm()
         tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
-        main = vm.function("main")
+        main = vm.function(name)
         for _ in range(warmup):
             main(*tensors)
         seconds: list[float] = []
@@ -103,25 +127,53 @@ class Predictor:
         while len(seconds) < repeat:
             n = min(chunk, repeat - len(seconds))
             started = time.perf_counter()
-            seconds += vm.time("main", tensors, number=1, repeat=n)
+            seconds += vm.time(name, tensors, number=1, repeat=n)
             spent = time.perf_counter() - started
             chunk = max(1, min(n * 10, int(n * 0.2 / spent))) if spent > 0 else n * 10
         return Latency(tuple(s * 1e3 for s in seconds))
 
     def bound_call(self, inputs: dict[str, np.ndarray]):
         """A no-argument callable running the model on `inputs` already on the device (timing)."""
-        main = self._vm().function("main")
-        tensors = [tvm_runtime.to_device(a, self.device) for a in bind_inputs(self.inputs, (), inputs, self.cast_inputs)]
+        name, arrays = self._entry(bind_inputs(self.inputs, (), inputs, self.cast_inputs))
+        main = self._vm().function(name)
+        tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
         return lambda: main(*tensors)
 
-    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Inputs of the right shape and dtype: normal floats, small non-negative ints, masks of 1s."""
+    def random_inputs(self, seed: int = 0, rows: int | None = None) -> dict[str, np.ndarray]:
+        """Inputs of the right shape and dtype: normal floats, small non-negative ints, masks of 1s.
+
+        A bucketed artifact gets `rows` rows (default: its smallest batch size)."""
+        buckets = self.artifact.manifest.batch_buckets
+        if buckets is not None:
+            return random_inputs(batching.with_rows(self.inputs, buckets.dim, rows or buckets.sizes[0]), seed)
         return random_inputs(self.inputs, seed)
 
     def signature(self) -> str:
         return signature(self.inputs)
 
     # ----------------------------------------------------------------- internals
+
+    def _run_function(self, name: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
+        return tvm_runtime.flatten(self._vm().function(name)(*tensors))
+
+    def _entry(self, arrays: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
+        """The VM function that runs `arrays` as one call (timing), and the arrays padded for it."""
+        buckets = self.artifact.manifest.batch_buckets
+        if buckets is None:
+            return "main", arrays
+        rows = batching.rows_of(self.inputs, arrays, buckets.dim)
+        if rows > buckets.largest:
+            raise InputSpecError(f"{rows} rows: one timed call runs at most the largest batch size, {buckets.largest}")
+        size = buckets.fit(rows)
+        return buckets.function(size), [batching.pad_rows(a, size) for a in arrays]
+
+    def _bind(self, item: Any) -> list[np.ndarray]:
+        if isinstance(item, dict):
+            return bind_inputs(self.inputs, (), item, self.cast_inputs)
+        if isinstance(item, (tuple, list)):
+            return bind_inputs(self.inputs, item, None, self.cast_inputs)
+        return bind_inputs(self.inputs, (item,), None, self.cast_inputs)
 
     def _vm(self) -> tvm_runtime.VM:
         vm = getattr(self._local, "vm", None)

@@ -73,6 +73,7 @@ def tune(
     rpc: "RpcDevice | None" = None,
     transfer: Sequence[str | os.PathLike] = (),
     options: GraphOptions | None = None,
+    batch_sizes: Sequence[int] | None = None,
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
@@ -80,8 +81,14 @@ def tune(
     instead of this machine; candidates are cross-compiled here. `transfer` lists tuning logs
     (other models, other targets) whose records warm-start the XGBoost cost model, so the first
     batches are not picked at random. `options` (compiler GraphOptions) must match what compile uses.
+    `batch_sizes` tunes one static copy of the model per batch size (compiler/buckets.py), all in
+    this one session and log.
     """
     options = options or GraphOptions()
+    if batch_sizes:
+        from ..compiler.buckets import with_batch_buckets
+
+        model = with_batch_buckets(model, batch_sizes)
     spec = get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
     _check_tunable(model, spec, rpc)

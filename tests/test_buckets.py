@@ -1,0 +1,110 @@
+"""Batch buckets: one artifact with a static function per batch size; the predictor pads to the next
+bucket and slices; tuning covers every bucket in one log; symbolic and static artifacts unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tvmopt
+from conftest import ort_run, run_cli
+from tvmopt.errors import InputSpecError
+from tvmopt.runtime.artifact import Manifest
+from tvmopt.specs import BatchBuckets, TensorSpec
+
+
+@pytest.fixture(scope="module")
+def bucketed(mlp_dynamic_onnx, tmp_path_factory):
+    model = tvmopt.import_model(mlp_dynamic_onnx)
+    return tvmopt.compile(model, "host", tmp_path_factory.mktemp("buckets") / "mlp", log_root=None,
+                          batch_sizes=(4, 1, 16, 4))
+
+
+def test_one_artifact_one_manifest_with_the_buckets(bucketed):
+    manifest = bucketed.manifest
+    assert manifest.batch_buckets == BatchBuckets("batch", (1, 4, 16), ("main_b1", "main_b4", "main_b16"))
+    assert manifest.inputs == (TensorSpec("x", ("batch", 64), "float32"),)
+    assert manifest.outputs == (TensorSpec("y", ("batch", 10), "float32"),)
+    assert sorted(p.name for p in bucketed.path.iterdir()) == ["manifest.json", "model.so"]
+    on_disk = json.loads((bucketed.path / "manifest.json").read_text())
+    assert on_disk["batch_buckets"]["buckets"][1] == {"size": 4, "function": "main_b4"}
+    assert Manifest.from_json(on_disk) == manifest
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 16, 17, 40])
+def test_any_batch_size_pads_to_the_next_bucket_and_matches_onnxruntime(bucketed, mlp_dynamic_onnx, rows):
+    predictor = tvmopt.load(bucketed.path)
+    x = np.random.default_rng(rows).standard_normal((rows, 64)).astype("float32")
+    out = predictor(x)[0]
+    assert out.shape == (rows, 10)
+    np.testing.assert_allclose(out, ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_predict_batch_merges_inputs_on_the_bucket_path(bucketed):
+    predictor = tvmopt.load(bucketed.path)
+    rng = np.random.default_rng(0)
+    items = [rng.standard_normal((n, 64)).astype("float32") for n in (1, 2, 3, 1, 5, 7, 1)]
+    merged = predictor.predict_batch(items, progress=False)
+    alone = [predictor(x) for x in items]
+    assert [m[0].shape for m in merged] == [a[0].shape for a in alone]
+    for m, a in zip(merged, alone):
+        np.testing.assert_allclose(m[0], a[0], rtol=1e-5, atol=1e-6)
+    assert predictor.max_batch_size == 16 and predictor.batch_dim == "batch"
+    # One run per group of at most `batch_size` rows: the outputs are still per input.
+    assert len(predictor.predict_batch(items, progress=False, batch_size=4)) == len(items)
+
+
+def test_inputs_that_disagree_on_the_batch_are_refused(tmp_path):
+    import models
+
+    module, (ids, mask) = models.token_classifier()
+    path = models.export_onnx(module, (ids, mask), tmp_path / "tok.onnx", ["input_ids", "attention_mask"], ["logits"],
+                              {"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}, "logits": {0: "batch"}})
+    art = tvmopt.compile(tvmopt.import_model(path), "host", tmp_path / "art", log_root=None, batch_sizes=(1, 2))
+    predictor = tvmopt.load(art.path)
+    ids3 = np.random.default_rng(0).integers(0, 100, (3, 8))
+    mask3 = np.ones((3, 8), "int64")
+    expected = ort_run(path, {"input_ids": ids3, "attention_mask": mask3})[0]
+    np.testing.assert_allclose(predictor(ids3, mask3)[0], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputSpecError, match=r"inputs disagree on the batch dim 'batch' \(axis 0\): 'input_ids' 3, "
+                                             r"'attention_mask' 2"):
+        predictor(ids3, mask3[:2])
+
+
+def test_a_fixed_batch_dim_cannot_be_bucketed(cnn_onnx, tmp_path):
+    with pytest.raises(InputSpecError, match=r"input 'input' has a fixed size 1 at axis 0 .*dynamic_axes"):
+        tvmopt.compile(tvmopt.import_model(cnn_onnx), "host", tmp_path / "x", log_root=None, batch_sizes=(1, 4))
+    proc = run_cli("compile", str(cnn_onnx), "--no-tuning", "--batch-sizes", "1,4", "-o", str(tmp_path / "y"))
+    assert proc.returncode == 2 and proc.stderr.startswith("tvmopt: error: ") and "fixed size 1" in proc.stderr
+    proc = run_cli("compile", str(cnn_onnx), "--no-tuning", "--batch-sizes", "1,x", "-o", str(tmp_path / "y"))
+    assert proc.returncode == 2 and "'x' is not a batch size" in proc.stderr
+
+
+def test_symbolic_artifacts_work_as_before(mlp_dynamic_onnx, tmp_path):
+    art = tvmopt.compile(tvmopt.import_model(mlp_dynamic_onnx), "host", tmp_path / "sym", log_root=None)
+    assert art.manifest.batch_buckets is None
+    assert "batch_buckets" not in json.loads((art.path / "manifest.json").read_text())
+    predictor = tvmopt.load(art.path)
+    x = np.random.default_rng(1).standard_normal((7, 64)).astype("float32")
+    np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    assert predictor.max_batch_size == 1 and predictor.batch_dim == "batch"
+
+
+def test_tune_and_compile_cli_with_batch_sizes_share_one_log(mlp_dynamic_onnx, tmp_path):
+    """One tuning session covers every bucket's kernels; compile applies them to every bucket."""
+    logs, out = tmp_path / "logs", tmp_path / "art"
+    proc = run_cli("tune", str(mlp_dynamic_onnx), "--batch-sizes", "1,8", "--budget", "smoke",
+                   "--trials-per-task", "2", "--log-dir", str(logs), "--no-progress", "--no-check")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("compile", str(mlp_dynamic_onnx), "--batch-sizes", "1,8", "--log-dir", str(logs), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "batch sizes 1,8" in proc.stdout
+    manifest = tvmopt.load(out).artifact.manifest
+    tasks = {r.task for r in manifest.tuning.records_applied}
+    # The dense kernels of both buckets are distinct workloads, tuned in the one session.
+    assert manifest.tuning.tasks_total >= 4 and manifest.tuning.tasks_tuned == manifest.tuning.tasks_total, tasks
+    sessions = list((next(logs.iterdir()) / "sessions").glob("*.json"))
+    assert len(sessions) == 1
+    x = np.random.default_rng(2).standard_normal((5, 64)).astype("float32")
+    np.testing.assert_allclose(tvmopt.load(out)(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,217 @@
+"""The HTTP application: the Open Inference Protocol's REST endpoints over starlette.
+
+Routes (KServe v2 / Triton): /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}],
+.../ready, .../config, .../infer, and /metrics. A bad request gets 400 (404 for an unknown
+model or route) with `{"error": ...}` naming what is wrong; a model failure 500; nothing a
+request does reaches another request. While draining (SIGTERM) new requests get 503.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..errors import InputSpecError, last_line
+from .batching import DynamicBatcher
+from .metrics import UNKNOWN_MODEL, Metrics
+from .models import ServedModel
+from .protocol import (HEADER_LENGTH, RequestError, decode_request, decompress, encode_response, error_body,
+                       v2_datatype, v2_shape)
+
+DEFAULT_MAX_REQUEST_BYTES = 64 << 20
+
+
+@dataclass
+class ServerState:
+    """Everything the handlers share in one worker process."""
+
+    models: dict[str, ServedModel]
+    max_batch_size: int | None = None  # None: each model's own (its largest batch bucket, else 1)
+    max_queue_delay_s: float = 0.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    metrics: Metrics = field(default_factory=Metrics)
+    batchers: dict[str, DynamicBatcher] = field(default_factory=dict)
+    draining: bool = False
+    in_flight: int = 0
+
+    def batch_size_of(self, model: ServedModel) -> int:
+        return self.max_batch_size if self.max_batch_size is not None else model.max_batch_size
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0 and not any(b.busy for b in self.batchers.values())
+
+
+def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = None, max_queue_delay_ms: float = 0.0,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Starlette:
+    """The ASGI app serving `models`; its ServerState is `app.state.server`."""
+    state = ServerState({m.name: m for m in models}, max_batch_size, max_queue_delay_ms / 1e3, max_request_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for model in state.models.values():
+            batcher = DynamicBatcher(model, state.batch_size_of(model), state.max_queue_delay_s, state.metrics)
+            batcher.start()
+            state.batchers[model.name] = batcher
+        yield
+        for batcher in state.batchers.values():
+            await batcher.stop()
+
+    def model_routes(suffix: str, handler, methods=("GET",)) -> list[Route]:
+        return [Route("/v2/models/{model}" + suffix, handler, methods=list(methods)),
+                Route("/v2/models/{model}/versions/{version}" + suffix, handler, methods=list(methods))]
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": "tvmopt", "version": __version__,
+                      "extensions": ["binary_tensor_data", "model_configuration"]})
+
+    async def live(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def ready(request: Request) -> Response:
+        return Response(status_code=503 if state.draining else 200)
+
+    async def model_ready(request: Request) -> Response:
+        _model(state, request)
+        return Response(status_code=503 if state.draining else 200)
+
+    async def model_metadata(request: Request) -> Response:
+        model = _model(state, request)
+        return _json({
+            "name": model.name, "versions": [model.version], "platform": model.platform,
+            "inputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": v2_shape(s)} for s in model.inputs],
+            "outputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": v2_shape(s)}
+                        for s in model.outputs],
+        })
+
+    async def model_config(request: Request) -> Response:
+        """Triton's model configuration extension (tritonclient's get_model_config)."""
+        model = _model(state, request)
+        batching = model.batch_dim is not None
+        config = {
+            "name": model.name, "platform": model.platform,
+            "max_batch_size": state.batchers[model.name].max_batch_size if batching else 0,
+            "input": [{"name": s.name, "data_type": "TYPE_" + v2_datatype(s.dtype),
+                       "dims": v2_shape(s)[1:] if batching else v2_shape(s)} for s in model.inputs],
+            "output": [{"name": s.name, "data_type": "TYPE_" + v2_datatype(s.dtype),
+                        "dims": v2_shape(s)[1:] if batching else v2_shape(s)} for s in model.outputs],
+        }
+        if batching:
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": int(state.max_queue_delay_s * 1e6)}
+        return _json(config)
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        name = request.path_params["model"]
+        label = name if name in state.models else UNKNOWN_MODEL
+        if state.draining:
+            state.metrics.request(label, 503, None)
+            return _error("the server is shutting down", 503)
+        state.in_flight += 1
+        try:
+            status, response = await _infer(state, request)
+        finally:
+            state.in_flight -= 1
+        state.metrics.request(label, status, time.perf_counter() - started if label != UNKNOWN_MODEL else None)
+        return response
+
+    async def metrics(request: Request) -> Response:
+        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(f"no such endpoint: {request.method} {request.url.path}", 404)
+        if exc.status_code == 405:
+            return _error(f"{request.method} is not allowed on {request.url.path}", 405)
+        return _error(str(exc.detail), exc.status_code)
+
+    async def request_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestError)
+        return _error(str(exc), exc.status)
+
+    routes = [
+        Route("/v2", server_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        *model_routes("", model_metadata),
+        *model_routes("/ready", model_ready),
+        *model_routes("/config", model_config),
+        *model_routes("/infer", infer, methods=("POST",)),
+        Route("/metrics", metrics),
+    ]
+    handlers = {HTTPException: http_error, RequestError: request_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.server = state
+    return app
+
+
+async def _infer(state: ServerState, request: Request) -> tuple[int, Response]:
+    """Status and response of one inference request; never raises."""
+    try:
+        model = _model(state, request)
+        body = await _read_body(request, state.max_request_bytes)
+        body = decompress(body, request.headers.get("content-encoding"), state.max_request_bytes)
+        decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model)
+        if decoded.rows > 1 and model.batch_dim is None:
+            raise RequestError(f"model '{model.name}' has no batch dim; send one record per request")
+        try:
+            outputs = await state.batchers[model.name].infer(decoded.arrays, decoded.rows)
+        except InputSpecError as err:  # the runtime's own check of the request's arrays
+            raise RequestError(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - the model failed on this request
+            return 500, _error(f"model '{model.name}' failed: {last_line(err)}", 500)
+        content, headers = encode_response(model.name, model.version, decoded, model.outputs, outputs)
+        return 200, Response(content, headers=headers)
+    except RequestError as err:
+        return err.status, _error(str(err), err.status)
+    except ClientDisconnect:
+        return 499, Response(status_code=499)
+    except Exception as err:  # noqa: BLE001 - a bug of ours still answers, and the server goes on
+        return 500, _error(f"internal error: {type(err).__name__}: {last_line(err)}", 500)
+
+
+def _model(state: ServerState, request: Request) -> ServedModel:
+    name = request.path_params["model"]
+    model = state.models.get(name)
+    if model is None:
+        known = ", ".join(sorted(state.models)) or "none"
+        raise RequestError(f"unknown model '{name}'; this server has: {known}", 404)
+    version = request.path_params.get("version")
+    if version is not None and version != model.version:
+        raise RequestError(f"model '{name}' has no version '{version}' (versions: {model.version})", 404)
+    return model
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing one over `limit` bytes before reading it where Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"the request body is {declared} bytes, over the server's limit of {limit} bytes "
+                           "(tvmopt serve --max-request-mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"the request body is over the server's limit of {limit} bytes "
+                               "(tvmopt serve --max-request-mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(obj: dict, status: int = 200) -> Response:
+    import json
+
+    return Response(json.dumps(obj), status_code=status, media_type="application/json")
+
+
+def _error(message: str, status: int) -> Response:
+    return Response(error_body(message), status_code=status, media_type="application/json")
