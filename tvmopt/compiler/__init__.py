@@ -21,6 +21,7 @@ from ..model import Model
 from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
 from ..targets import TargetSpec, get_target, host_machine
 from .codegen import build, device_code, export_library
+from .int8_schedule import schedule_int8_kernels
 from .package import write_artifact
 from .passes import fuse
 from .records import apply_records
@@ -51,6 +52,9 @@ def compile(  # noqa: A001 - the pipeline's verb
     except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
         raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: {last_line(err)}") from err
     fused, tuning = apply_records(fused, tvm_target, spec, Path(log_root) if log_root is not None else None)
+    # MetaSchedule's rules need `num-cores`: a portable target gets this machine's, as tune does
+    fused, sampled = schedule_int8_kernels(fused, spec.tuning_target(len(os.sched_getaffinity(0))))
+    tuning = replace(tuning, int8_sampled=tuple(sampled))
     started = time.monotonic()
     try:
         executable = build(fused, tvm_target)
