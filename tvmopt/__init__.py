@@ -1,6 +1,7 @@
 """tvmopt: import a model, autotune it with TVM MetaSchedule, compile it per target, deploy it.
 
 The verbs, in pipeline order:
+    small = tvmopt.quantize("model.onnx", "model_int8.onnx")  # quantize (+ accuracy report)
     model = tvmopt.import_model("model.onnx")            # frontends
     log = tvmopt.tune(model, "host", budget="quick")     # tuning (MetaSchedule + XGBoost)
     artifact = tvmopt.compile(model, "host", "out/")      # compiler -> artifact dir
@@ -23,6 +24,7 @@ _LAZY = {
     "tune": ("tvmopt.tuning", "tune"),
     "compile": ("tvmopt.compiler", "compile"),  # shadows the builtin on purpose: the verb
     "load": ("tvmopt.runtime", "load"),
+    "quantize": ("tvmopt.quantize", "quantize"),
     "run": ("tvmopt.runtime", "run"),
     "Model": ("tvmopt.model", "Model"),
     "TensorSpec": ("tvmopt.specs", "TensorSpec"),
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .errors import TvmoptError  # noqa: F401
     from .frontends import import_model  # noqa: F401
     from .model import Model  # noqa: F401
+    from .quantize import quantize  # noqa: F401
     from .runtime import Artifact, Predictor, load, run  # noqa: F401
     from .specs import TensorSpec  # noqa: F401
     from .targets import get_target, list_targets  # noqa: F401

@@ -12,12 +12,12 @@ import logging
 import sys
 from typing import Callable
 
-from . import bench, compile, inspect, logs, run, targets, tune
+from . import bench, compile, inspect, logs, quantize, run, targets, tune
 
-VERBS = (targets, inspect, tune, compile, run, bench, logs)
+VERBS = (targets, inspect, quantize, tune, compile, run, bench, logs)
 
 EPILOG = """\
-pipeline:  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host  ->  tvmopt compile MODEL -t host -o out/
+pipeline:  [tvmopt quantize MODEL -o SMALL.onnx]  ->  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host  ->  tvmopt compile MODEL -t host -o out/
            ->  tvmopt run out/
 Tuning records go to tuning_logs/<target>/ and are reused by every later tune/compile for that target.
 Try `tvmopt demo` for the whole path on a bundled example model."""
