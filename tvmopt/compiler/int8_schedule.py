@@ -15,6 +15,7 @@ import logging
 import tvm
 
 from .._compat import ms
+from ..logs.workload import structural_hash
 from ..native_output import captured
 from .int8 import GEMM_BLOCK
 from .intrinsics import int8_dot_for
@@ -31,17 +32,27 @@ def schedule_int8_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tuple
     from .passes import register_tensor_intrinsics
 
     register_tensor_intrinsics(target)
+    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
+    traces: dict[int, object] = {}  # kernels repeated per layer share one sample
     done = []
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
             continue
         if not _has_gemm_block(func):
             continue
+        kernel = normalize(func)
+        key = structural_hash(kernel)
         with captured():  # invalid samples make TVM print warnings
-            scheduled = _sample_schedule(func, target, gv.name_hint)
-        if scheduled is None:
-            log.warning("int8 kernel %s: no tensorized schedule found; it keeps TVM's default lowering", gv.name_hint)
-            continue
+            if key not in traces:
+                traces[key] = _sample_trace(kernel, target, gv.name_hint)
+            trace = traces[key]
+            if trace is None:
+                log.warning("int8 kernel %s: no tensorized schedule found; it keeps TVM's default lowering",
+                            gv.name_hint)
+                continue
+            sch = tvm.s_tir.Schedule(kernel)
+            trace.apply_to_schedule(sch, remove_postproc=False)
+        scheduled = sch.mod["main"]
         mod[gv] = tvm.tirx.PrimFunc(scheduled.params, scheduled.body, scheduled.ret_type,
                                     attrs=func.attrs).with_attr("tirx.is_scheduled", True)
         done.append(gv.name_hint)
@@ -56,12 +67,10 @@ def _has_gemm_block(func) -> bool:
     return True
 
 
-def _sample_schedule(func, target: tvm.target.Target, name: str):
-    """The first seeded sample of the target's design space that tensorizes and builds."""
+def _sample_trace(mod: tvm.IRModule, target: tvm.target.Target, name: str):
+    """The trace of the first seeded sample of the target's design space that tensorizes and builds."""
     from ..tuning.rules import space_generator
 
-    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
-    mod = normalize(func)
     context = ms.TuneContext(mod=mod, target=target, space_generator=space_generator(target),
                              search_strategy="replay-trace", task_name=name, num_threads=1)
     spaces = [s for s in context.space_generator.generate_design_space(mod)
@@ -79,7 +88,7 @@ def _sample_schedule(func, target: tvm.target.Target, name: str):
             tvm.compile(sch.mod, target=target)  # a sample can fail to lower (e.g. nested vectorize)
         except Exception:  # noqa: BLE001 - an invalid sample; draw the next
             continue
-        return sch.mod["main"]
+        return sch.trace
     return None
 
 
