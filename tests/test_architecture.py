@@ -50,7 +50,7 @@ def test_runtime_loads_and_runs_without_compiler_torch_or_onnx(cnn_onnx, tmp_pat
 def test_cli_help_names_every_verb():
     proc = subprocess.run([sys.executable, "-m", "tvmopt", "--help"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0
-    for verb in ("targets", "inspect", "tune", "compile", "run", "bench", "demo", "logs"):
+    for verb in ("targets", "inspect", "quantize", "tune", "compile", "run", "bench", "demo", "logs"):
         assert verb in proc.stdout
 
 

@@ -47,3 +47,34 @@ def test_bench_onnx_file_uses_the_log(cnn_onnx, tmp_path):
     assert tuned["median_ms"] > 0 and tuned["max_abs_diff"] < 1e-4 and "kernels tuned" in tuned["note"]
     table = run_cli("bench", str(cnn_onnx), "--log-dir", str(tmp_path), "--rounds", "1", "--runs", "2")
     assert "vs ORT" in table.stdout and "tvm-tuned" in table.stdout
+
+
+def test_bench_quantized_model_against_ort_int8_and_both_fp32_paths(tmp_path):
+    """The quantized file runs in ORT as the reference; --baseline adds tvmopt and ORT on fp32."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import models
+
+    module, example = models.mlp()
+    fp32 = models.export_onnx(module, example, tmp_path / "mlp.onnx", ["x"], ["y"])
+    int8 = tvmopt.quantize(fp32, tmp_path / "mlp_int8.onnx", samples=4).path
+    logs = tmp_path / "logs"
+    tvmopt.tune(tvmopt.import_model(fp32), "host", budget="smoke", log_root=logs, progress=False)
+    proc = run_cli("bench", str(int8), "--baseline", str(fp32), "--log-dir", str(logs), "--rounds", "2",
+                   "--runs", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    results = _by_name(report)
+    assert report["baseline"] == str(fp32)
+    assert {"tvm-untuned", "onnxruntime", "tvm-tuned-fp32", "onnxruntime-fp32"} <= set(results)
+    for name in ("tvm-untuned", "onnxruntime"):  # against ORT on the same int8 file: exact here
+        assert results[name]["max_abs_diff"] < 1e-5, results[name]
+    ort_int8, ort_fp32 = results["onnxruntime"], results["onnxruntime-fp32"]
+    assert abs(ort_int8["ratio_to_fp32"] - ort_int8["median_ms"] / ort_fp32["median_ms"]) < 1e-2
+    tvm_fp32 = results["tvm-tuned-fp32"]
+    assert tvm_fp32["median_ms"] > 0 and tvm_fp32["max_abs_diff"] < 1e-4 and tvm_fp32["ratio_to_onnxruntime"] > 0
+    table = run_cli("bench", str(int8), "--baseline", str(fp32), "--log-dir", str(logs), "--rounds", "1",
+                    "--runs", "2")
+    assert "vs fp32" in table.stdout and "onnxruntime-fp32" in table.stdout

@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--baseline", metavar="FP32.onnx",
                    help="the fp32 model a quantized MODEL came from: its tuned tvmopt build and ONNX Runtime run "
                         "in the same interleaved rounds, with each engine's ratio to its own fp32 latency")
+    p.add_argument("--no-untuned", action="store_true", help="skip TVM's untuned build (slow for CNNs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_bench)
 
@@ -47,7 +48,8 @@ def run_bench(args) -> int:
     from ..measure.bench import bench
 
     report = bench(args.model, args.target, log_root=args.log_dir, rounds=args.rounds, runs=args.runs,
-                   torch_compile=not args.no_torch_compile, baseline=args.baseline)
+                   torch_compile=not args.no_torch_compile, baseline=args.baseline,
+                   untuned=not args.no_untuned)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     return 0
 

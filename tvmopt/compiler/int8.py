@@ -20,6 +20,13 @@ the tensor intrinsics (intrinsics.py) load it; MetaSchedule tensorizes the `int8
 Saturating kernels (AVX2 / AVX-512 without VNNI: vpmaddubsw) are used only when no pair of
 weights can overflow int16 (255 * (|w0| + |w1|) <= 32767), i.e. 7-bit weights (`reduce_range`);
 other weights keep TVM's exact int32 lowering on those targets.
+
+Quantized graphs carry a scale and zero point per layer as scalar constants. Legalization inlines
+0-dim constants into the kernels as immediates, which made every layer's GEMM (and quantize)
+kernel a structurally different tuning task (BERT-4 int8: 49 tasks instead of a dozen). We hand
+those constants over as data instead (`reshape(const[1], [])`, which legalization sees as a
+variable and constant folding turns into a kernel argument), in quantize / dequantize and in
+products of two scalars (ONNX Runtime's `x_scale * w_scale`).
 """
 
 from __future__ import annotations
@@ -51,16 +58,17 @@ class _Match:
 
 
 def lower_int8_matmuls(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Rewrite int8 matmuls of `main` onto the target's int8 dot product; unchanged without one."""
+    """Rewrite int8 matmuls of `main` onto the target's int8 dot product (if it has one), and pass
+    per-layer quantization scalars as data; an fp32 graph comes back unchanged."""
     dot = int8_dot_for(target)
-    if dot is None or "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
         return mod
     func = mod["main"]
     if not isinstance(func, relax.Function):
         return mod
     rewriter = _Rewriter(mod, dot)
     new_func = rewriter.visit_expr(func)
-    if not rewriter.rewritten:
+    if not rewriter.rewritten and not rewriter.lifted:
         return mod
     new_func = relax.analysis.remove_all_unused(new_func)
     mod = tvm.IRModule(dict(rewriter.builder_.get().functions_items()), attrs=mod.attrs)
@@ -70,10 +78,11 @@ def lower_int8_matmuls(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRMo
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, dot: Int8Dot):
+    def __init__(self, mod: tvm.IRModule, dot: Int8Dot | None):
         super().__init__(mod)
         self.dot = dot
         self.rewritten = 0
+        self.lifted = 0
         self.bindings: dict = {}
 
     def visit_var_binding_(self, binding) -> None:
@@ -81,14 +90,23 @@ class _Rewriter(relax.PyExprMutator):
         super().visit_var_binding_(binding)
 
     def visit_call_(self, call):
-        if call.op.same_as(_op("relax.matmul")):
+        if self.dot is not None and call.op.same_as(_op("relax.matmul")):
             match = _match(call, self.bindings)
             if match is not None:
                 plan = _plan(match.wz, self.dot)
                 if plan is not None:
                     self.rewritten += 1
                     return self._emit(match, *plan)
+        if _holds_per_layer_scalars(call):
+            args = [self._as_data(arg) if _is_scalar_const(arg) else self.visit_expr(arg) for arg in call.args]
+            return tvm.ir.Call(call.op, args, call.attrs, call.ty_args)
         return super().visit_call_(call)
+
+    def _as_data(self, const):
+        """A 0-dim constant that legalization will not inline (see the module docstring)."""
+        value = const.value.numpy()
+        self.lifted += 1
+        return self.builder_.emit(relax.op.reshape(relax.const(value.reshape([1])), []))
 
     def _emit(self, m: _Match, weights: np.ndarray, offsets: np.ndarray | None):
         """Emit P = int8_gemm(A', packed W) and the zero-point corrections; returns the result."""
@@ -150,7 +168,11 @@ def _plan(wz: np.ndarray, dot: Int8Dot) -> tuple[np.ndarray, np.ndarray | None] 
     """int8 weights W = Wz + c (per-column offsets c, None when all 0) that the kernel computes
     exactly, or None when the weights do not fit it (the matmul then stays int32)."""
     lo, hi = wz.min(axis=0), wz.max(axis=0)
-    offsets = np.where((lo >= -128) & (hi <= 127), 0, -((lo + hi) // 2))
+    fits = (lo >= -128) & (hi <= 127)
+    if dot.saturating:
+        fits &= (lo >= -64) & (hi <= 64)
+    # centre columns that do not fit: lo + c >= -128 and hi + c <= 127 (ceil, so that [0, 255] fits)
+    offsets = np.where(fits, 0, -((lo + hi + 1) // 2))
     weights = wz + offsets
     if weights.min() < -128 or weights.max() > 127:
         return None
@@ -193,6 +215,20 @@ def _match(call, bindings: dict) -> _Match | None:
         a, za, sa = act
         return _Match(a, za, q, relax.op.multiply(sa, relax.const(column_scale[0].astype("float32"))))
     return None
+
+
+def _is_scalar_const(expr) -> bool:
+    return isinstance(expr, tvm.ir.expr.Constant) and getattr(expr.ty, "ndim", -1) == 0
+
+
+def _holds_per_layer_scalars(call) -> bool:
+    """quantize / dequantize with constant scale or zero point, or scalar * scalar constant."""
+    if _is_call(call, "relax.quantize") or _is_call(call, "relax.dequantize"):
+        return any(_is_scalar_const(arg) for arg in call.args[1:])
+    if _is_call(call, "relax.multiply"):
+        shapes = [getattr(arg.ty, "ndim", -1) for arg in call.args]
+        return shapes == [0, 0] and any(_is_scalar_const(arg) for arg in call.args)
+    return False
 
 
 def _resolve(expr, bindings: dict):
