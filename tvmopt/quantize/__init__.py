@@ -13,6 +13,8 @@ given inputs (data.py).
 from __future__ import annotations
 
 import os
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -137,3 +139,14 @@ def _check(report: AccuracyReport, min_agreement: float | None, min_cosine: floa
     if min_cosine is not None and report.cosine_min < min_cosine:
         raise AccuracyError(f"worst-sample cosine similarity with fp32 is {report.cosine_min:.5f}, below "
                             f"--min-cosine {min_cosine} {where}")
+
+
+class _VerbPackage(types.ModuleType):
+    """The package shares its name with the verb: once any `tvmopt.quantize.*` module is imported,
+    Python binds `tvmopt.quantize` to this package, so the package itself calls the verb."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> QuantizeResult:
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _VerbPackage
