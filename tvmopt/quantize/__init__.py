@@ -113,11 +113,19 @@ def quantize(
     if calibration is not None and mode != "int8-static":
         warnings.append(f"--calibration is used by int8-static only; mode {mode} ignores {calibration}")
 
+    if mode.startswith("int8") and not scheme.reduce_range and _host_saturates():
+        warnings.append("the report runs ONNX Runtime on this CPU, whose u8 x s8 int8 kernels (vpmaddubsw) "
+                        f"saturate with the 8-bit weights chosen for {spec.name}: it is pessimistic for that target")
     report = evaluate(src, output, eval_samples, mode, scheme.to_json())
     report_path = report.save(report_path_for(output))
     result = QuantizeResult(output, src, scheme, report, report_path, tuple(warnings))
     _check(report, min_agreement, min_cosine, report_path)
     return result
+
+
+def _host_saturates() -> bool:
+    host = get_target("host").supports
+    return host.int8_dot == "pmaddubsw" or (host.int8_dot is None and get_target("host").requires.arch == "x86_64")
 
 
 def _samples(path, src: Path, specs, count: int, seed: int) -> Samples:
