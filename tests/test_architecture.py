@@ -69,7 +69,8 @@ def test_serving_and_batch_prediction_load_only_the_runtime(mlp_onnx, tmp_path):
 def test_cli_help_names_every_verb():
     proc = subprocess.run([sys.executable, "-m", "tvmopt", "--help"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0
-    for verb in ("targets", "inspect", "tune", "compile", "run", "serve", "predict", "bench", "demo", "logs"):
+    for verb in ("targets", "inspect", "quantize", "tune", "compile", "run", "serve", "predict", "bench", "demo",
+                 "logs"):
         assert verb in proc.stdout
 
 

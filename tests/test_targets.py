@@ -4,12 +4,14 @@ import json
 
 import pytest
 import tvmopt
+from conftest import run_cli
 from tvmopt.errors import TargetError
 from dataclasses import replace
 
 from tvmopt.targets import get_target, host_machine, list_targets
 
-SHIPPED = {"host", "x86-avx2", "x86-avx512", "arm-cortex-a72", "arm-neoverse-n1", "cuda-sm80", "cuda-sm90"}
+SHIPPED = {"host", "x86-avx2", "x86-avx512", "x86-avx512-vnni", "arm-cortex-a72", "arm-neoverse-n1", "cuda-sm80",
+           "cuda-sm90"}
 
 
 def test_registry_lists_every_shipped_target_and_each_is_valid_tvm():
@@ -74,3 +76,46 @@ def test_user_target_file_is_validated(tmp_path):
     partial.write_text('{"name": "p"}')
     with pytest.raises(TargetError, match="missing key"):
         get_target(str(partial))
+
+
+def test_targets_say_what_they_support():
+    from tvmopt.compiler.intrinsics import int8_dot_for
+
+    expected = {"x86-avx2": ("pmaddubsw", False, False), "x86-avx512": ("pmaddubsw", False, False),
+                "x86-avx512-vnni": ("vnni", False, False), "arm-cortex-a72": (None, False, False),
+                "arm-neoverse-n1": ("dotprod", False, True), "cuda-sm80": ("dp4a", True, True)}
+    for name, (dot, bf16, fp16) in expected.items():
+        spec = get_target(name)
+        assert (spec.supports.int8_dot, spec.supports.bf16, spec.supports.fp16) == (dot, bf16, fp16), name
+        assert spec.to_json()["supports"]["int8_dot"] == dot
+        # what the target declares is what the compiler finds in LLVM's CPU features
+        compiled = int8_dot_for(spec.tvm_target())
+        assert (compiled.instruction if compiled else None) == {"pmaddubsw": "vpmaddubsw", "vnni": "vpdpbusd",
+                                                                "dotprod": "sdot", "dp4a": None, None: None}[dot]
+    host = get_target("host")  # derived from this machine's CPU flags
+    flags = set(host_machine().cpu_flags)
+    assert host.supports.int8_dot == ("vnni" if "avx512_vnni" in flags else
+                                      "dotprod" if "asimddp" in flags else
+                                      "pmaddubsw" if "avx2" in flags else None)
+    assert host.supports.bf16 == ("avx512_bf16" in flags or "bf16" in flags)
+    proc = run_cli("targets")
+    assert proc.returncode == 0 and "int8:vnni" in proc.stdout
+
+
+def test_target_files_without_supports_still_load_and_derive_it(tmp_path):
+    old = tmp_path / "old-box.json"
+    old.write_text(json.dumps({"name": "old-box", "description": "d", "device": "cpu",
+                               "target": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake"},
+                               "requires": {"arch": "x86_64", "cpu_flags": ["avx2", "avx512_vnni"]}}))
+    assert get_target(str(old)).supports.int8_dot == "vnni"
+    bad = tmp_path / "bad-supports.json"
+    bad.write_text(json.dumps({"name": "b", "description": "d", "device": "cpu",
+                               "target": {"kind": "llvm", "mtriple": "x86_64-linux-gnu"},
+                               "supports": {"int8_dot": "amx", "bf16": False}}))
+    with pytest.raises(TargetError, match=r"bad-supports.json: supports.int8_dot must be one of"):
+        get_target(str(bad))
+    bad.write_text(json.dumps({"name": "b", "description": "d", "device": "cpu",
+                               "target": {"kind": "llvm", "mtriple": "x86_64-linux-gnu"},
+                               "supports": {"int4": True}}))
+    with pytest.raises(TargetError, match="unknown key.*int4"):
+        get_target(str(bad))

@@ -1,6 +1,7 @@
 """tvmopt: import a model, autotune it with TVM MetaSchedule, compile it per target, deploy it.
 
 The verbs, in pipeline order:
+    small = tvmopt.quantize("model.onnx", "model_int8.onnx")  # quantize (+ accuracy report)
     model = tvmopt.import_model("model.onnx")            # frontends
     log = tvmopt.tune(model, "host", budget="quick")     # tuning (MetaSchedule + XGBoost)
     artifact = tvmopt.compile(model, "host", "out/")      # compiler -> artifact dir
@@ -25,6 +26,7 @@ _LAZY = {
     "tune": ("tvmopt.tuning", "tune"),
     "compile": ("tvmopt.compiler", "compile"),  # shadows the builtin on purpose: the verb
     "load": ("tvmopt.runtime", "load"),
+    "quantize": ("tvmopt.quantize", "quantize"),
     "run": ("tvmopt.runtime", "run"),
     "serve": ("tvmopt.serving.server", "serve"),  # needs tvmopt[serve]
     "predict": ("tvmopt.serving.predict", "predict"),
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .errors import TvmoptError  # noqa: F401
     from .frontends import import_model  # noqa: F401
     from .model import Model  # noqa: F401
+    from .quantize import quantize  # noqa: F401
     from .runtime import Artifact, Predictor, load, run  # noqa: F401
     from .serving.predict import predict  # noqa: F401
     from .serving.server import serve  # noqa: F401

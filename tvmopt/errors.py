@@ -43,6 +43,14 @@ class ArtifactError(TvmoptError):
     """A compiled artifact is missing, corrupt, or built for another target or TVM version."""
 
 
+class QuantizeError(TvmoptError):
+    """A model cannot be quantized as asked (mode, data, target), or the quantizer failed."""
+
+
+class AccuracyError(QuantizeError):
+    """The quantized model is less accurate than the user's threshold (--min-agreement)."""
+
+
 class LogError(TvmoptError):
     """A tuning log (or an exported log file) is missing, corrupt or of another format."""
 

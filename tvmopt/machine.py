@@ -19,7 +19,8 @@ TRIPLES = {"x86_64": "x86_64-linux-gnu", "amd64": "x86_64-linux-gnu", "aarch64":
 # The CPU flags that change which code runs (the rest of /proc/cpuinfo's list does not).
 INTERESTING_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
-    "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
+    "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "asimd", "asimddp", "asimdhp", "sve", "sve2",
+    "i8mm", "bf16",
 )
 
 

@@ -2,8 +2,9 @@
 
 Like TVM's target tags, a target is data a user can copy and edit. Each file holds:
 name, description, device ("cpu" | "cuda"), target (TVM target dict, or "auto" for host),
-host (host-side target dict for GPU targets), cross_compiler (for export), and requires
-(arch, cpu_flags, gpu) that a machine must meet to run the artifact.
+host (host-side target dict for GPU targets), cross_compiler (for export), requires
+(arch, cpu_flags, gpu) that a machine must meet to run the artifact, and optionally supports
+(int8_dot, bf16, fp16: what the hardware computes natively; derived from `requires` when absent).
 """
 
 from __future__ import annotations
@@ -24,6 +25,68 @@ if TYPE_CHECKING:
 
 REQUIRED_KEYS = ("name", "description", "device", "target")
 DEVICES = ("cpu", "cuda")
+# Int8 dot-product instruction families: vnni (x86 vpdpbusd), dotprod (Arm sdot/udot), dp4a
+# (CUDA), all exact; pmaddubsw (x86 AVX2 / AVX-512BW), whose int16 pair sums saturate.
+INT8_DOTS = ("vnni", "dotprod", "dp4a", "pmaddubsw")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target's hardware computes natively: quantize picks a scheme from it, compile warns."""
+
+    int8_dot: str | None = None  # one of INT8_DOTS, or None (int8 runs as widened integer code)
+    bf16: bool = False  # bfloat16 arithmetic (x86 avx512_bf16, Arm bf16, CUDA sm_80+)
+    fp16: bool = False  # float16 arithmetic (CUDA, Arm FP16; x86 CPUs without avx512_fp16 emulate it)
+
+    @property
+    def int8_exact(self) -> bool:
+        """True when int8 x int8 products of any value accumulate exactly (no int16 saturation)."""
+        return self.int8_dot in ("vnni", "dotprod", "dp4a")
+
+    def describe(self) -> str:
+        parts = [f"int8 dot product: {self.int8_dot or 'none'}"
+                 + (" (saturates: 7-bit weights)" if self.int8_dot == "pmaddubsw" else "")]
+        parts.append(f"bf16: {'yes' if self.bf16 else 'no'}")
+        parts.append(f"fp16: {'yes' if self.fp16 else 'no'}")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict:
+        return {"int8_dot": self.int8_dot, "bf16": self.bf16, "fp16": self.fp16}
+
+    @staticmethod
+    def from_json(obj: dict, where: str) -> "Capabilities":
+        if not isinstance(obj, dict):
+            raise TargetError(f"{where}: 'supports' must be an object with int8_dot, bf16, fp16")
+        unknown = sorted(set(obj) - {"int8_dot", "bf16", "fp16"})
+        if unknown:
+            raise TargetError(f"{where}: 'supports' has unknown key(s) {', '.join(unknown)} "
+                              "(known: int8_dot, bf16, fp16)")
+        dot = obj.get("int8_dot")
+        if dot is not None and dot not in INT8_DOTS:
+            raise TargetError(f"{where}: supports.int8_dot must be one of {', '.join(INT8_DOTS)} or null, got {dot!r}")
+        for key in ("bf16", "fp16"):
+            if not isinstance(obj.get(key, False), bool):
+                raise TargetError(f"{where}: supports.{key} must be true or false, got {obj[key]!r}")
+        return Capabilities(dot, bool(obj.get("bf16", False)), bool(obj.get("fp16", False)))
+
+    @staticmethod
+    def derive(requires: Requirements) -> "Capabilities":
+        """What a machine meeting `requires` can do (for target files without `supports`)."""
+        flags = set(requires.cpu_flags)
+        if requires.gpu:
+            sm = int("".join(ch for ch in requires.gpu if ch.isdigit()) or 0)
+            return Capabilities("dp4a" if sm >= 61 else None, sm >= 80, sm >= 53)
+        if "avx512_vnni" in flags:  # AVX-VNNI alone (256-bit) has no VNNI kernel in tvmopt: AVX2's applies
+            dot = "vnni"
+        elif "asimddp" in flags:
+            dot = "dotprod"
+        elif "avx2" in flags or "avx512bw" in flags:
+            dot = "pmaddubsw"
+        else:
+            dot = None
+        bf16 = "avx512_bf16" in flags or ("bf16" in flags and requires.arch == "aarch64")
+        fp16 = "avx512_fp16" in flags or "asimdhp" in flags
+        return Capabilities(dot, bf16, fp16)
 
 
 @dataclass(frozen=True)
@@ -39,6 +102,7 @@ class TargetSpec:
     requires: Requirements = field(default_factory=Requirements)
     source: str = ""
     log_name: str = ""  # directory name under tuning_logs/ (host: host-<cpu>-<cores>c)
+    supports: Capabilities = field(default_factory=Capabilities)
 
     def tvm_target(self) -> "tvm.target.Target":
         import tvm
@@ -71,6 +135,7 @@ class TargetSpec:
             "host": self.host,
             "cross_compiler": self.cross_compiler,
             "requires": self.requires.to_json(),
+            "supports": self.supports.to_json(),
         }
 
 
@@ -108,6 +173,8 @@ def load_target_file(path: str | Path) -> TargetSpec:
         return _resolve_host(data, path)
     if not isinstance(target, dict) or "kind" not in target:
         raise TargetError(f"{path}: 'target' must be a TVM target dict with a 'kind' (or \"auto\")")
+    requires = Requirements.from_json(data.get("requires"))
+    supports = data.get("supports")
     spec = TargetSpec(
         name=str(data["name"]),
         description=str(data["description"]),
@@ -115,9 +182,10 @@ def load_target_file(path: str | Path) -> TargetSpec:
         target=dict(target),
         host=data.get("host"),
         cross_compiler=data.get("cross_compiler"),
-        requires=Requirements.from_json(data.get("requires")),
+        requires=requires,
         source=str(path),
         log_name=str(data["name"]),
+        supports=Capabilities.derive(requires) if supports is None else Capabilities.from_json(supports, str(path)),
     )
     spec.tvm_target()  # validate now, with the file name in the error
     for label, part in (("target", spec.target), ("host", spec.host)):
@@ -161,14 +229,16 @@ def _resolve_host(data: dict, path: Path) -> TargetSpec:
         raise TargetError(f"{path}: cannot resolve host: unsupported machine architecture {machine.arch!r}")
     cpu = machine.llvm_cpu
     target = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": machine.cores}
+    requires = Requirements(machine.arch, tuple(f for f in machine.cpu_flags if f in INTERESTING_FLAGS))
     return TargetSpec(
         name=str(data["name"]),
         description=str(data["description"]),
         device="cpu",
         target=target,
-        requires=Requirements(machine.arch, tuple(f for f in machine.cpu_flags if f in INTERESTING_FLAGS)),
+        requires=requires,
         source=str(path),
         log_name=f"host-{cpu}-{machine.cores}c",
+        supports=Capabilities.derive(requires),
     )
 
 

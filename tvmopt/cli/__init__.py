@@ -14,13 +14,14 @@ import signal
 import sys
 from typing import Callable
 
-from . import bench, compile, inspect, logs, predict, run, serve, targets, tune
+from . import bench, compile, inspect, logs, predict, quantize, run, serve, targets, tune
 
-VERBS = (targets, inspect, tune, compile, run, serve, predict, bench, logs)
+VERBS = (targets, inspect, quantize, tune, compile, run, serve, predict, bench, logs)
 
 EPILOG = """\
-pipeline:  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host  ->  tvmopt compile MODEL -t host -o out/
-           ->  tvmopt run out/  ->  tvmopt serve out/  |  tvmopt predict out/ --input data.npz --output preds/
+pipeline:  [tvmopt quantize MODEL -o SMALL.onnx]  ->  tvmopt inspect MODEL  ->  tvmopt tune MODEL -t host
+           ->  tvmopt compile MODEL -t host -o out/  ->  tvmopt run out/
+           ->  tvmopt serve out/  |  tvmopt predict out/ --input data.npz --output preds/
 Tuning records go to tuning_logs/<target>/ and are reused by every later tune/compile for that target.
 Try `tvmopt demo` for the whole path on a bundled example model."""
 

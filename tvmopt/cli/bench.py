@@ -13,9 +13,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "bench", help="TVM untuned/tuned vs ONNX Runtime and PyTorch, measured in one run",
         description="Benchmark a zoo model (" + ", ".join(ZOO) + ") or any ONNX file on this "
-                    "machine: TVM untuned, TVM with the best records in the log, ONNX Runtime (same thread count), "
-                    "and for zoo models PyTorch eager and torch.compile. Interleaved rounds, medians, ratio to "
-                    "ONNX Runtime, max abs difference of outputs.",
+                    "machine: TVM untuned, TVM with the best records in the log, ONNX Runtime (same thread count) "
+                    "on the same file (a quantized model against ORT on that quantized file), and for zoo models "
+                    "PyTorch eager and torch.compile. Interleaved rounds, medians, ratio to ONNX Runtime, max abs "
+                    "difference of outputs. --baseline FP32.onnx adds both fp32 paths to the same run.",
     )
     p.add_argument("model", help="zoo name or ONNX file")
     target_arg(p)
@@ -23,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
     p.add_argument("--runs", type=int, default=10, help="calls per contender per round (default 10)")
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
+    p.add_argument("--baseline", metavar="FP32.onnx",
+                   help="the fp32 model a quantized MODEL came from: its tuned tvmopt build and ONNX Runtime run "
+                        "in the same interleaved rounds, with each engine's ratio to its own fp32 latency")
+    p.add_argument("--no-untuned", action="store_true", help="skip TVM's untuned build (slow for CNNs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_bench)
 
@@ -43,7 +48,8 @@ def run_bench(args) -> int:
     from ..measure.bench import bench
 
     report = bench(args.model, args.target, log_root=args.log_dir, rounds=args.rounds, runs=args.runs,
-                   torch_compile=not args.no_torch_compile)
+                   torch_compile=not args.no_torch_compile, baseline=args.baseline,
+                   untuned=not args.no_untuned)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     return 0
 

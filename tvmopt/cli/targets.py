@@ -25,6 +25,14 @@ def run(args) -> int:
         spec = get_target(args.name)
         print(json.dumps(spec.to_json() | {"log_name": spec.log_name, "file": spec.source}, indent=2))
         return 0
-    rows = [(s.name, s.device, "yes" if s.is_local_cpu else "no", s.description) for s in list_targets()]
-    table(("name", "device", "runs here", "description"), rows)
+    rows = [(s.name, s.device, "yes" if s.is_local_cpu else "no", _supports(s.supports), s.description)
+            for s in list_targets()]
+    table(("name", "device", "runs here", "supports", "description"), rows)
     return 0
+
+
+def _supports(caps) -> str:
+    """'int8:vnni bf16 fp16' — what the target computes natively (see `targets show`)."""
+    parts = [f"int8:{caps.int8_dot}"] if caps.int8_dot else []
+    parts += [name for name, on in (("bf16", caps.bf16), ("fp16", caps.fp16)) if on]
+    return " ".join(parts) or "-"

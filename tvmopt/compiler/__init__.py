@@ -23,6 +23,7 @@ from ..runtime.artifact import Artifact, Manifest, ModelInfo, TargetInfo
 from ..targets import TargetSpec, get_target, host_machine
 from .buckets import with_batch_buckets
 from .codegen import build, device_code, explain_build_failure, export_library
+from .int8_schedule import schedule_int8_kernels
 from .options import GraphOptions
 from .package import write_artifact
 from .layout import block_size
@@ -60,6 +61,11 @@ def compile(  # noqa: A001 - the pipeline's verb
         )
     root = Path(log_root) if log_root is not None else None
     fused, tuning, options = _optimise(model, spec, tvm_target, root, options)
+    # int8 GEMMs without a record get a sampled tensorized schedule. MetaSchedule's rules need
+    # `num-cores`: a portable target gets this machine's, as tune does.
+    fused, sampled = schedule_int8_kernels(fused, spec.tuning_target(len(os.sched_getaffinity(0))))
+    if sampled:
+        tuning = replace(tuning, int8_sampled=tuple(sampled))
     started = time.monotonic()
     try:
         executable = build(fused, tvm_target, compiled_vm=options.compiled_vm)

@@ -49,6 +49,9 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
     # compile then packs them once (prepack_weights below).
     layout_free = [transform.AttachAttrLayoutFreeBuffers()] if block and options.prepack_weights else []
     legalize = {"relax.nn.conv2d": partial(legalize_blocked_conv2d, templates=options.templates)}
+    from .int8 import lower_int8_matmuls
+
+    mod = lower_int8_matmuls(mod, target)  # int8 products onto the CPU's dot-product instructions
     with target, captured():
         return tvm.transform.Sequential(
             [
@@ -112,4 +115,5 @@ def register_tensor_intrinsics(target: tvm.target.Target) -> None:
         sys.modules[package] = module
     if kind == "llvm":
         importlib.import_module(package + (".arm_cpu" if arm else ".x86"))
+        importlib.import_module("tvmopt.compiler.intrinsics").register(target)  # VNNI fix, AVX2 int8
     _INTRINSICS_DONE.add(key)

@@ -3,7 +3,10 @@
 Every contender is timed the same way (wall clock around one call, inputs already on the
 device), interleaved round by round so that machine noise hits all of them alike; the result is
 the median of the round medians, with its ratio to ONNX Runtime and the max abs difference of
-its outputs from ONNX Runtime's.
+its outputs from ONNX Runtime's, both on the same model file: a quantized model is compared with
+ONNX Runtime running that quantized file. With `baseline` (the fp32 model), tvmopt's tuned fp32
+build and ONNX Runtime on the fp32 file join the same interleaved run, and each engine's ratio to
+its own fp32 latency is reported.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from ..frontends import import_model
 from ..logs import DEFAULT_LOG_ROOT
 from ..machine import Machine
 from ..runtime import load
+from ..runtime.inputs import random_inputs
 from ..targets import get_target, host_machine
 from .baselines import OrtSession
 from .timing import Timing, interleaved_medians, max_abs_diff, timings_table
 
-ORDER = ("tvm-untuned", "tvm-tuned", "onnxruntime", "torch", "torch-compile")
+ORDER = ("tvm-untuned", "tvm-tuned", "onnxruntime", "torch", "torch-compile", "tvm-tuned-fp32", "onnxruntime-fp32")
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,22 @@ class BenchReport:
     machine: Machine
     threads: int
     method: str
+    baseline: str | None = None  # the fp32 model the -fp32 rows ran
 
     def result(self, name: str) -> Timing | None:
         return next((r for r in self.results if r.name == name), None)
 
     def to_json(self) -> dict:
         return {"model": self.model, "target": self.target, "results": [r.to_json() for r in self.results],
-                "machine": self.machine.to_json() | {"threads": self.threads}, "method": self.method}
+                "machine": self.machine.to_json() | {"threads": self.threads}, "method": self.method,
+                "baseline": self.baseline}
 
     def format(self) -> str:
-        return timings_table(self.results, f"model {self.model} on {self.target} ({self.method})")
+        title = f"model {self.model} on {self.target} ({self.method})"
+        if self.baseline:
+            title += (f"\n-fp32 rows: fp32 baseline {self.baseline}; vs ORT: to ONNX Runtime on the same file; "
+                      "vs fp32: to the same engine on the fp32 model")
+        return timings_table(self.results, title)
 
 
 def bench(
@@ -59,17 +69,21 @@ def bench(
     runs: int = 10,
     torch_compile: bool = True,
     work_dir: str | os.PathLike | None = None,
+    baseline: str | os.PathLike | None = None,
+    untuned: bool = True,
 ) -> BenchReport:
     """Benchmark a zoo model name or an ONNX file on this machine (artifacts go to `work_dir`, else
-    to a scratch directory removed afterwards and swept by the next run if this one is killed)."""
+    to a scratch directory removed afterwards and swept by the next run if this one is killed);
+    `baseline`: the fp32 ONNX model of a quantized `model_ref`, timed in the same run (tvmopt tuned
+    + ONNX Runtime)."""
     if work_dir is not None:
-        return _bench(model_ref, target, Path(work_dir), log_root, rounds, runs, torch_compile)
+        return _bench(model_ref, target, Path(work_dir), log_root, rounds, runs, torch_compile, baseline, untuned)
     with ScratchDir("tvmopt-bench-") as work:
-        return _bench(model_ref, target, work, log_root, rounds, runs, torch_compile)
+        return _bench(model_ref, target, work, log_root, rounds, runs, torch_compile, baseline, untuned)
 
 
 def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs: int,
-           torch_compile: bool) -> BenchReport:
+           torch_compile: bool, baseline, untuned: bool) -> BenchReport:
     from ..frontends import zoo
 
     work.mkdir(parents=True, exist_ok=True)
@@ -83,8 +97,7 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
         feeds = None
     model = import_model(onnx_path)
     spec = get_target(target)
-    untuned = load(compile_model(model, spec, work / "untuned", log_root=None).path)
-    feeds = feeds or untuned.random_inputs()
+    feeds = feeds or random_inputs(model.inputs)
     tuned_artifact = compile_model(model, spec, work / "tuned", log_root=log_root)
     tuning = tuned_artifact.manifest.tuning
 
@@ -95,7 +108,9 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
     outputs: dict[str, list] = {}
     notes: dict[str, str] = {}
 
-    contenders["tvm-untuned"], outputs["tvm-untuned"] = untuned.bound_call(feeds), untuned(**feeds)
+    if untuned:  # TVM's default lowering: minutes per call for an untuned CNN
+        plain = load(compile_model(model, spec, work / "untuned", log_root=None).path)
+        contenders["tvm-untuned"], outputs["tvm-untuned"] = plain.bound_call(feeds), plain(**feeds)
     if tuning.tasks_tuned:
         tuned = load(tuned_artifact.path)
         contenders["tvm-tuned"], outputs["tvm-tuned"] = tuned.bound_call(feeds), tuned(**feeds)
@@ -105,18 +120,51 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
     contenders["onnxruntime"], outputs["onnxruntime"] = (lambda: ort(feeds)), reference
     if zoo_model is not None:
         _add_torch(zoo_model, example, threads, torch_compile, contenders, outputs, notes)
+    fp32_reference = None
+    if baseline is not None:
+        fp32_reference = _add_baseline(Path(baseline), spec, work, log_root, feeds, threads, contenders, outputs,
+                                       notes)
 
     medians = interleaved_medians(contenders, rounds, runs)
-    ort_ms = medians["onnxruntime"]
     results = []
     for name in ORDER:
+        fp32 = name.endswith("-fp32")
+        ort_ms = medians["onnxruntime-fp32" if fp32 else "onnxruntime"]
         if name in medians:
+            own_fp32 = medians.get(name if fp32 else f"{name}-fp32")
             results.append(Timing(name, round(medians[name], 5), round(medians[name] / ort_ms, 3),
-                                  max_abs_diff(outputs[name], reference), notes.get(name, "")))
+                                  max_abs_diff(outputs[name], fp32_reference if fp32 else reference),
+                                  notes.get(name, ""),
+                                  round(medians[name] / own_fp32, 3) if own_fp32 else None))
         elif name in notes:
             results.append(Timing(name, None, None, None, notes[name]))
     return BenchReport(model.name, spec.log_name, results, host_machine(), threads,
-                       f"median of {rounds} interleaved rounds x {runs} calls, wall clock per call")
+                       f"median of {rounds} interleaved rounds x {runs} calls, wall clock per call",
+                       str(baseline) if baseline is not None else None)
+
+
+def _add_baseline(path: Path, spec, work: Path, log_root, feeds: dict, threads: int, contenders, outputs,
+                  notes) -> list:
+    """tvmopt (tuned records of the log) and ONNX Runtime on the fp32 model, on the same inputs."""
+    from ..errors import InputSpecError
+
+    fp32_model = import_model(path)
+    names = {s.name for s in fp32_model.inputs}
+    if names != set(feeds):
+        raise InputSpecError(f"baseline {path}: inputs {', '.join(sorted(names))} differ from the benchmarked "
+                             f"model's {', '.join(sorted(feeds))}; give the fp32 model it was quantized from")
+    artifact = compile_model(fp32_model, spec, work / "tuned-fp32", log_root=log_root)
+    tuning = artifact.manifest.tuning
+    ort = OrtSession(path, threads)
+    reference = ort(feeds)
+    if tuning.tasks_tuned:
+        tuned = load(artifact.path)
+        contenders["tvm-tuned-fp32"], outputs["tvm-tuned-fp32"] = tuned.bound_call(feeds), tuned(**feeds)
+        notes["tvm-tuned-fp32"] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
+    else:
+        notes["tvm-tuned-fp32"] = f"no records for the fp32 model in {tuning.log_dir}; run `tvmopt tune` on it first"
+    contenders["onnxruntime-fp32"], outputs["onnxruntime-fp32"] = (lambda: ort(feeds)), reference
+    return reference
 
 
 def _add_torch(zoo_model, example, threads: int, torch_compile: bool, contenders, outputs, notes) -> None:

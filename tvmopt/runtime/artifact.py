@@ -88,6 +88,8 @@ class TuningInfo:
     records_applied: tuple[AppliedRecord, ...] = ()
     reference_logs: tuple[str, ...] = ()  # other compatible targets' logs that supplied records
     prepacked: tuple[str, ...] = ()  # kernels whose weights were re-laid-out (packed) at compile time
+    # int8 GEMM kernels without a record, given a sampled (untuned) tensorized schedule
+    int8_sampled: tuple[str, ...] = ()
 
     @property
     def untuned(self) -> int:
@@ -100,14 +102,16 @@ class TuningInfo:
     def to_json(self) -> dict:
         return {"log_dir": self.log_dir, "tasks_total": self.tasks_total, "tasks_tuned": self.tasks_tuned,
                 "records_applied": [r.to_json() for r in self.records_applied],
-                "reference_logs": list(self.reference_logs), "prepacked": list(self.prepacked)}
+                "reference_logs": list(self.reference_logs), "prepacked": list(self.prepacked),
+                "int8_sampled": list(self.int8_sampled)}
 
     @staticmethod
     def from_json(obj: dict | None) -> "TuningInfo":
         obj = obj or {}
         return TuningInfo(obj.get("log_dir"), int(obj.get("tasks_total", 0)), int(obj.get("tasks_tuned", 0)),
                           tuple(AppliedRecord.from_json(r) for r in obj.get("records_applied") or ()),
-                          tuple(obj.get("reference_logs") or ()), tuple(obj.get("prepacked") or ()))
+                          tuple(obj.get("reference_logs") or ()), tuple(obj.get("prepacked") or ()),
+                          tuple(obj.get("int8_sampled") or ()))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .._compat import ms
+from .rules import space_generator
 
 
 def search_strategy(population_size: int, genetic_num_iters: int, init_min_unmeasured: int):
@@ -32,7 +33,7 @@ def tune_contexts(tasks: list, strategy, num_threads: int, seed: int | None) -> 
         ms.TuneContext(
             mod=task.dispatched[0],
             target=task.target,
-            space_generator="post-order-apply",
+            space_generator=space_generator(task.target),  # rules.py: the target's int8 rules
             search_strategy=strategy,
             task_name=task.task_name,
             logger=logger,
