@@ -51,7 +51,8 @@ def _has_root(sch) -> bool:
 
 def _is_nn_gemm(block, lanes: int) -> bool:
     """C[.., m, n] = C[.., m, n] + A[.., m, k] * B[.., k, n], n divisible by the vector lanes."""
-    if not all("float" in str(region.buffer.dtype) for region in block.writes):
+    written = [getattr(r, "buffer", None) or r.source for r in block.writes]  # 0.27: TensorRegion.source
+    if not all("float" in str(buffer.dtype) for buffer in written):
         return False  # int8 GEMMs are tensorized by tuning/rules.py, not by the fp32 template
     iters = list(block.iter_vars)
     if len(iters) < 3 or int(iters[-1].iter_type) != 2 or any(int(iv.iter_type) != 0 for iv in iters[:-1]):
