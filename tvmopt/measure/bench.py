@@ -129,8 +129,8 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
     results = []
     for name in ORDER:
         fp32 = name.endswith("-fp32")
-        ort_ms = medians["onnxruntime-fp32" if fp32 else "onnxruntime"]
         if name in medians:
+            ort_ms = medians["onnxruntime-fp32" if fp32 else "onnxruntime"]
             own_fp32 = medians.get(name if fp32 else f"{name}-fp32")
             results.append(Timing(name, round(medians[name], 5), round(medians[name] / ort_ms, 3),
                                   max_abs_diff(outputs[name], fp32_reference if fp32 else reference),
