@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -60,6 +61,9 @@ def current_umask() -> int:
     return mask
 
 
+_HELD: dict[tuple[int, int], threading.Lock] = {}  # (device, inode) of this process's ScratchDirs
+
+
 class ScratchDir:
     """A private working directory `<parent>/<prefix><pid>-<random>` that a killed process cannot leak.
 
@@ -75,6 +79,9 @@ class ScratchDir:
         self.path = Path(tempfile.mkdtemp(dir=self.parent, prefix=f"{prefix}{os.getpid()}-"))
         self._fd: int | None = os.open(self.path, os.O_RDONLY)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        stat = os.fstat(self._fd)
+        self._key = (stat.st_dev, stat.st_ino)
+        _HELD[self._key] = threading.Lock()
 
     def release(self, remove: bool = True) -> None:
         """Give up the directory; delete it unless it was moved to where it is needed (`remove=False`)."""
@@ -84,6 +91,7 @@ class ScratchDir:
             else:
                 shutil.rmtree(self.path, ignore_errors=True)
         if self._fd is not None:
+            _HELD.pop(self._key, None)
             os.close(self._fd)
             self._fd = None
 
@@ -151,7 +159,18 @@ def make_dirs(path: str | os.PathLike, cls: "type[TvmoptError] | None" = None, h
 
 @contextlib.contextmanager
 def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
-    """An exclusive flock on a directory itself (no lock file left beside it)."""
+    """An exclusive flock on a directory itself (no lock file left beside it).
+
+    A ScratchDir of this process is already flocked through another descriptor, and flock
+    conflicts between descriptors of one process too (an artifact written into a bench scratch
+    directory waited on itself forever): there a thread lock stands in.
+    """
+    stat = os.stat(directory)
+    held = _HELD.get((stat.st_dev, stat.st_ino))
+    if held is not None:
+        with held:
+            yield
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
