@@ -130,6 +130,8 @@ def results_section() -> str:
     rows, ratios = [], []
     for path in sorted(RESULTS_DIR.glob("*.json")):
         r = json.loads(path.read_text())
+        if "curve" not in r:
+            continue  # another benchmark's results (coverage.json, quantized-*.json)
         by = {x["name"]: x for x in r["bench"]["results"]}
         ratio = lambda n: f"{by[n]['ratio_to_onnxruntime']:.2f}x" if by.get(n, {}).get("median_ms") else "-"  # noqa: E731
         ms = lambda n: f"{by[n]['median_ms']:.3f}" if by.get(n, {}).get("median_ms") else "-"  # noqa: E731
