@@ -58,8 +58,9 @@ def _is_nn_gemm(block, lanes: int) -> bool:
     if len(iters) < 3 or int(iters[-1].iter_type) != 2 or any(int(iv.iter_type) != 0 for iv in iters[:-1]):
         return False
     m, n, k = iters[-3].var, iters[-2].var, iters[-1].var
-    if int(iters[-2].dom.extent) % lanes:
-        return False
+    extent = iters[-2].dom.extent
+    if not isinstance(extent, tvm.tirx.IntImm) or int(extent) % lanes:
+        return False  # a symbolic width (dynamic shapes) is left to MetaSchedule's default rules
     value = getattr(block.body, "value", None)
     if type(value).__name__ != "Add":
         return False

@@ -79,7 +79,37 @@ def to_blocked_layout(block: int) -> tvm.transform.Pass:
             return {"relax.nn.conv2d": layouts or ["NCHW", "OIHW", "NCHW"]}
         return {}
 
-    return relax.transform.ConvertLayout({}, layout_cb)
+    convert = relax.transform.ConvertLayout({}, layout_cb)
+
+    @tvm.transform.module_pass(opt_level=0, name="ToBlockedLayout")
+    def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        if not _has_conv2d(mod):
+            return mod  # nothing to block; and ConvertLayout walks every op (see below)
+        try:
+            return convert(mod)
+        except tvm.error.TVMError:
+            # Workaround: ConvertLayout's per-op layout inference fails on some graphs that have
+            # nothing to do with convolutions ("tvm::String index out of bounds" on an ONNX GRU
+            # unrolled by frontends/recurrent.py). The convolutions then stay NCHW: correct,
+            # just without the blocked kernels.
+            return mod
+
+    return apply
+
+
+def _has_conv2d(mod: tvm.IRModule) -> bool:
+    found = []
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d":
+            found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+            if found:
+                return True
+    return False
 
 
 def legalize_blocked_conv2d(bb: relax.BlockBuilder, call: relax.Call, templates: bool = True) -> relax.Expr:
