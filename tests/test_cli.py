@@ -89,7 +89,7 @@ def broken_files(tmp_path_factory, cnn_onnx):
         (["inspect", "{cnn}", "--input-shape", "image:1x3x32x32"], "model's inputs are: input"),
         (["inspect", "{cnn}", "--input-shape", "input:1x3x32"], "has rank 4"),
         (["inspect", "{cnn}", "--input-shape", "input:2x3x32x32"], "dim 0 is fixed to 1"),
-        (["inspect", "{cnn}", "--input-shape", "input:1x3x32xq!"], "not an integer"),
+        (["inspect", "{cnn}", "--input-shape", "input:1x3x32xq!"], "neither a positive integer nor a name"),
         (["compile", "{cnn}", "-t", "nosuch"], "unknown target 'nosuch'"),
         (["tune", "{cnn}", "--trials-per-task", "0"], "must be positive"),
         (["run", "{d}/missing-artifact"], "no such artifact"),
