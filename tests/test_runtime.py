@@ -48,7 +48,10 @@ def test_predictor_validates_names_shapes_dtypes(cnn_artifact):
         predictor(np.zeros((1, 3, 32, 32), "int64"))
     with pytest.raises(InputSpecError, match="takes 1 input"):
         predictor(x, x)
-    assert predictor(x.astype("float64"))[0].dtype == np.float32  # same-kind widening is cast
+    with pytest.raises(InputSpecError, match="dtype float64, expected float32"):
+        predictor(x.astype("float64"))  # never cast silently (issue 11) ...
+    casting = tvmopt.load(cnn_artifact.path, cast_inputs=True)
+    assert casting(x.astype("float64"))[0].dtype == np.float32  # ... only when asked
 
 
 def test_predictor_is_thread_safe(cnn_artifact):
