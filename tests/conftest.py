@@ -96,3 +96,35 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
         [sys.executable, "-m", "tvmopt", *args], cwd=cwd or REPO, capture_output=True, text=True,
         timeout=timeout, env=env,
     )
+
+
+# Slow variants of what a faster test in the default run already covers: `make test` stays near
+# 15 minutes on 2 cores; `make test-slow` (pytest -m slow) and the benchmarks run these.
+SLOW = {
+    "test_tuning.py::test_sigkill_loses_no_measurement_and_rerun_resumes": "interrupts: test_ctrl_c_stops_tune",
+    "test_tuning.py::test_two_concurrent_sessions_share_one_log_without_corruption": "log locking: test_logs",
+    "test_tuning.py::test_tuned_transformer_matches_onnxruntime": "tuned MLP/CNN in the default run",
+    "test_tuning.py::test_embedding_lookup_kernels_get_valid_records": "a 35 s tuning run",
+    "test_bench.py::test_bench_onnx_file_uses_the_log": "bench: test_bench_zoo_model_json_report",
+    "test_compare.py::": "two tuning runs in its fixture",
+    "test_cross.py::test_tune_and_run_through_rpc_tracker": "RPC: test_bad_rpc_arguments_fail_in_one_line",
+    "test_cross.py::test_tune_arm_through_emulated_rpc_server": "ARM: the emulated artifact tests",
+    "test_zoo.py::test_tvm_from_torch_module_matches_torch[mobilenetv2]": "the torch path: bert4",
+    "test_zoo.py::test_tvm_from_torch_module_matches_torch[resnet18]": "the torch path: bert4",
+    "test_zoo.py::test_tvm_from_onnx_matches_ort[mobilenetv2]": "blocked layouts: test_layout",
+    "test_layout.py::test_a_log_tuned_with_another_block_is_used_when_it_covers_more": "a second tuned build",
+    "test_buckets.py::test_tune_and_compile_cli_with_batch_sizes_share_one_log": "buckets: the Python API tests",
+    "test_interrupts.py::test_second_ctrl_c_exits_at_once_without_a_crash": "the first Ctrl-C test",
+    "test_log_integrity.py::test_replaced_workload_file_is_reported_and_never_applied": "the lost-workload test",
+    "test_reuse.py::test_retrained_model_reuses_the_log_with_zero_trials": "reuse: the reference-log test",
+    "test_reuse.py::test_cost_model_warm_start_from_another_models_log": "a tuning run per side",
+    "test_artifact_writes.py::test_killed_compile_leaves_nothing_the_next_one_keeps": "the concurrent-writes test",
+    "test_tutorials.py::test_tutorial_runs[02_pytorch.py]": "the torch path: test_frontends",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        nodeid = item.nodeid.split("tests/", 1)[-1]
+        if any(nodeid == key or (key.endswith("::") and nodeid.startswith(key)) for key in SLOW):
+            item.add_marker(pytest.mark.slow)

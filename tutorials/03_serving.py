@@ -27,7 +27,7 @@ args = parser.parse_args()
 # 1. A model with a dynamic batch dim (axis 0): the zoo's MLP, 512 -> 1024 -> 1024 -> 10.
 onnx_path = zoo.get("mlp").export_onnx("examples/mlp_batch.onnx", dynamic_batch=True)
 model = tvmopt.import_model(onnx_path)
-print("inputs:", model.inputs)  # x: ('batch', 512)
+print("inputs:", model.inputs)  # input: ('batch', 512) -> logits: ('batch', 10)
 
 # 2. Tune and compile one static copy per batch size into ONE artifact (one library, one manifest).
 #    The same from the shell: tvmopt tune/compile examples/mlp_batch.onnx --batch-sizes 1,4,16
@@ -46,15 +46,15 @@ with start_server([f"mlp={artifact.path}"], args=["--max-queue-delay-ms", "2"]) 
     client = httpclient.InferenceServerClient(server.host_port)
     print("metadata:", client.get_model_metadata("mlp"))
     x = np.random.default_rng(0).standard_normal((3, 512)).astype("float32")
-    request = httpclient.InferInput("x", list(x.shape), "FP32")
+    request = httpclient.InferInput("input", list(x.shape), "FP32")
     request.set_data_from_numpy(x)
-    served = client.infer("mlp", [request]).as_numpy("y")
-    diff = float(np.max(np.abs(served - reference.run(None, {"x": x})[0])))
+    served = client.infer("mlp", [request]).as_numpy("logits")
+    diff = float(np.max(np.abs(served - reference.run(None, {"input": x})[0])))
     print(f"max |tvmopt served - onnxruntime| = {diff:.2e}")
     assert diff < 1e-4 and np.allclose(served, predictor(x)[0], rtol=1e-5, atol=1e-6)
 
     # 3b. curl with a JSON body, as any HTTP client can.
-    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 512], "datatype": "FP32", "data": x[0].tolist()}]})
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 512], "datatype": "FP32", "data": x[0].tolist()}]})
     answer = subprocess.run(["curl", "-s", f"{server.url}/v2/models/mlp/infer", "-d", body],
                             capture_output=True, text=True, check=True).stdout
     print("curl:", answer[:120], "...")
@@ -62,7 +62,7 @@ with start_server([f"mlp={artifact.path}"], args=["--max-queue-delay-ms", "2"]) 
 
     # 3c. A bad request is answered 400 with what is wrong; the server goes on.
     bad = subprocess.run(["curl", "-s", f"{server.url}/v2/models/mlp/infer", "-d",
-                          '{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}'],
+                          '{"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}'],
                          capture_output=True, text=True, check=True).stdout
     print("bad request:", bad)
 
@@ -75,9 +75,9 @@ with start_server([f"mlp={artifact.path}"], args=["--max-queue-delay-ms", "2"]) 
 #    that a killed job resumes.  Shell: tvmopt predict ARTIFACT --input records.npz --output preds/
 with tempfile.TemporaryDirectory() as tmp:
     records = np.random.default_rng(1).standard_normal((1000, 512)).astype("float32")
-    np.savez(Path(tmp) / "records.npz", x=records)
+    np.savez(Path(tmp) / "records.npz", input=records)
     result = predict(artifact.path, Path(tmp) / "records.npz", Path(tmp) / "preds", chunk_size=256)
     outputs, index = read_outputs(result.output)
-    diff = float(np.max(np.abs(outputs["y"] - reference.run(None, {"x": records})[0])))
+    diff = float(np.max(np.abs(outputs["logits"] - reference.run(None, {"input": records})[0])))
     print(f"predicted {result.ok} records in {result.chunks} chunks; max |tvmopt batch - onnxruntime| = {diff:.2e}")
     assert diff < 1e-4 and list(index) == list(range(1000))
