@@ -120,6 +120,11 @@ SLOW = {
     "test_reuse.py::test_cost_model_warm_start_from_another_models_log": "a tuning run per side",
     "test_artifact_writes.py::test_killed_compile_leaves_nothing_the_next_one_keeps": "the concurrent-writes test",
     "test_tutorials.py::test_tutorial_runs[02_pytorch.py]": "the torch path: test_frontends",
+    "test_tutorials.py::test_tutorial_runs[01_quickstart.py]": "test_cli's tune -> compile -> run",
+    "test_tutorials.py::test_tutorial_runs[03_serving.py]": "test_serving, test_buckets, test_predict",
+    "test_tuning.py::test_tuned_mlp_matches_onnxruntime": "test_tuned_cnn; the MLP in test_bench",
+    "test_cross.py::test_arm_artifact_is_aarch64_neon_and_matches_x86_under_emulation[arm-cortex-a72]":
+        "the neoverse-n1 variant",
 }
 
 

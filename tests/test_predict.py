@@ -19,7 +19,7 @@ import pytest
 import tvmopt
 from conftest import REPO, run_cli
 from tvmopt.errors import DataError
-from tvmopt.serving.predict import predict, read_outputs
+from tvmopt.serving.batch_predict import predict, read_outputs
 
 
 @pytest.fixture(scope="module")

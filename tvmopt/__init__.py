@@ -29,7 +29,7 @@ _LAZY = {
     "quantize": ("tvmopt.quantize", "quantize"),
     "run": ("tvmopt.runtime", "run"),
     "serve": ("tvmopt.serving.server", "serve"),  # needs tvmopt[serve]
-    "predict": ("tvmopt.serving.predict", "predict"),
+    "predict": ("tvmopt.serving.batch_predict", "predict"),
     "Model": ("tvmopt.model", "Model"),
     "TensorSpec": ("tvmopt.specs", "TensorSpec"),
     "Predictor": ("tvmopt.runtime", "Predictor"),
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from .model import Model  # noqa: F401
     from .quantize import quantize  # noqa: F401
     from .runtime import Artifact, Predictor, load, run  # noqa: F401
-    from .serving.predict import predict  # noqa: F401
+    from .serving.batch_predict import predict  # noqa: F401
     from .serving.server import serve  # noqa: F401
     from .specs import TensorSpec  # noqa: F401
     from .targets import get_target, list_targets  # noqa: F401

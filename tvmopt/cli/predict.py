@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..serving.predict import predict
+    from ..serving.batch_predict import predict
 
     result = predict(args.artifact, args.input, args.output, batch_size=args.batch_size, chunk_size=args.chunk_size,
                      on_error=args.on_error, progress=not args.no_progress, overwrite=args.overwrite, ray=args.ray,

@@ -4,7 +4,7 @@ batching, metrics) and `tvmopt predict` (files in, chunked outputs, resumable; o
 Built on the runtime (tvmopt.runtime.load / Predictor): no TVM compiler, torch or onnx in a
 serving process. One module per job: protocol (v2 codec), batching (dynamic batcher), app
 (HTTP routes), metrics, server (uvicorn, drain, workers), launch (a server as a child process),
-models + ort_backend (what is served), data + predict (batch prediction), ray_job (Ray Data).
+models + ort_backend (what is served), data + batch_predict (batch prediction), ray_job (Ray Data).
 Needs `pip install 'tvmopt[serve]'` to serve, `tvmopt[parquet]` / `tvmopt[ray]` for those inputs.
 """
 
@@ -19,9 +19,9 @@ _LAZY = {
     "create_app": ("tvmopt.serving.app", "create_app"),
     "start_server": ("tvmopt.serving.launch", "start_server"),
     "ServerProcess": ("tvmopt.serving.launch", "ServerProcess"),
-    "predict": ("tvmopt.serving.predict", "predict"),
-    "PredictResult": ("tvmopt.serving.predict", "PredictResult"),
-    "read_outputs": ("tvmopt.serving.predict", "read_outputs"),
+    "predict": ("tvmopt.serving.batch_predict", "predict"),
+    "PredictResult": ("tvmopt.serving.batch_predict", "PredictResult"),
+    "read_outputs": ("tvmopt.serving.batch_predict", "read_outputs"),
 }
 
 __all__ = list(_LAZY)

@@ -26,7 +26,7 @@ class ChunkWorker:
     def __init__(self, job_json: dict, out: str, batch_size: int | None, on_error: str):
         from ..runtime import load
         from .data import RecordSource
-        from .predict import PredictJob
+        from .batch_predict import PredictJob
 
         self.job = PredictJob.from_json(job_json)
         self.predictor = load(self.job.artifact)
@@ -36,7 +36,7 @@ class ChunkWorker:
         self.on_error = on_error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .predict import run_chunk
+        from .batch_predict import run_chunk
 
         results = [run_chunk(self.predictor, self.source, self.job, self.out, int(c), self.batch_size, self.on_error)
                    for c in batch["chunk"]]
