@@ -32,7 +32,11 @@ def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
         for other in list_targets():
             path = log_dir_for(other, root)
             key = path.resolve()
-            if other.device != "cpu" or key == own or key in found or not is_log(path):
+            # The same target's log under another root (e.g. `make demo`'s host log in the repo's
+            # tuning_logs/, which is also the shipped root of an editable install) is not a
+            # reference: it would be credited as this target's own log.
+            if (other.device != "cpu" or other.log_name == spec.log_name or key == own
+                    or key in found or not is_log(path)):
                 continue
             if other.requires.runs_on(spec.requires):
                 found[key] = (len(other.requires.cpu_flags), path)
