@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# One TVM thread per physical core unless the user set TVM_NUM_THREADS: TVM's own default is
+# half the hardware threads on x86 (threads.py). Set before anything starts TVM's thread pool.
+from .threads import configure as _configure_threads  # noqa: E402
+
+_configure_threads()
+
 # name -> (module, attribute)
 _LAZY = {
     "import_model": ("tvmopt.frontends", "import_model"),

@@ -111,6 +111,14 @@ def last_line(err: BaseException, limit: int = 300) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The informative part of a Python-side exception (torch.export, onnx): the reason comes
+    first, followed by pages of graph dumps and hints."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    message = lines[0] if lines else type(err).__name__
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or raise MissingDependencyError with the pip command."""
     import importlib

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ..threads import default_threads
 from .. import __version__
 from .._compat import TVM_VERSION
 from ..errors import CompileError, last_line
@@ -63,7 +64,7 @@ def compile(  # noqa: A001 - the pipeline's verb
     fused, tuning, options = _optimise(model, spec, tvm_target, root, options)
     # int8 GEMMs without a record get a sampled tensorized schedule. MetaSchedule's rules need
     # `num-cores`: a portable target gets this machine's, as tune does.
-    fused, sampled = schedule_int8_kernels(fused, spec.tuning_target(len(os.sched_getaffinity(0))))
+    fused, sampled = schedule_int8_kernels(fused, spec.tuning_target(default_threads()))
     if sampled:
         tuning = replace(tuning, int8_sampled=tuple(sampled))
     started = time.monotonic()

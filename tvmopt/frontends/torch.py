@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._files import sha256_file, sha256_text
-from ..errors import InputSpecError, ModelImportError, UnsupportedOperatorError, last_line, require
+from ..errors import InputSpecError, ModelImportError, UnsupportedOperatorError, first_line, last_line, require
 from ..model import Model
 from ..native_output import captured
 from .relax_specs import input_specs, output_specs

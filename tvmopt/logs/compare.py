@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+from ..threads import default_threads
 from ..errors import TargetError, TvmoptError, last_line
 from ..machine import Requirements
 from ..targets import TargetSpec, get_target, host_machine
@@ -161,7 +162,7 @@ def cross_apply(log_a: str | os.PathLike, log_b: str | os.PathLike,
     db_a, db_b = open_log(log_a), open_log(log_b)
     mods_a, mods_b = db_a.workloads_by_hash(), db_b.workloads_by_hash()
     names = task_names(read_sessions(log_a)[0] + read_sessions(log_b)[0])
-    tvm_target = spec.tuning_target(len(os.sched_getaffinity(0)))
+    tvm_target = spec.tuning_target(default_threads())
     rows, scheduled = [], []
     for digest, mod_b in mods_b.items():
         if digest not in mods_a:

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..threads import default_threads
 from ..errors import require
 
 
@@ -15,7 +16,7 @@ class OrtSession:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         ort = require("onnxruntime", "ort")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = threads or default_threads()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..threads import default_threads
 from .._files import ScratchDir
 from ..compiler import compile as compile_model
 from ..frontends import import_model
@@ -101,7 +102,7 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
     tuned_artifact = compile_model(model, spec, work / "tuned", log_root=log_root)
     tuning = tuned_artifact.manifest.tuning
 
-    threads = len(os.sched_getaffinity(0))
+    threads = default_threads()  # ORT and torch get the thread count TVM runs with
     ort = OrtSession(onnx_path, threads)
     reference = ort(feeds)
     contenders: dict[str, Callable[[], object]] = {}

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import uvicorn
 
+from .. import threads
 from ..errors import TvmoptError
 
 log = logging.getLogger("tvmopt.serve")
@@ -144,7 +145,8 @@ def _supervise(settings: ServeSettings, sock: socket.socket) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="tvmopt-metrics-")
     saved = {k: os.environ.get(k) for k in ("PROMETHEUS_MULTIPROC_DIR", "TVM_NUM_THREADS")}
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    os.environ.setdefault("TVM_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // settings.workers)))
+    if threads.user_threads() is None:
+        threads.configure(max(1, threads.physical_cores() // settings.workers))
     context = multiprocessing.get_context("spawn")
     workers: list = []
     started: list[float] = []

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..threads import default_threads
 from .._compat import ms
 from ..compiler.options import GraphOptions
 from ..compiler.passes import extract_tasks, fuse
@@ -103,7 +104,7 @@ def tune(
     mark_stale(log_dir)  # sessions killed earlier (kill -9) stop claiming to be running
     # Measured here, candidates run on this machine's cores; through RPC the device's core count
     # is unknown here, so a target without `num-cores` assumes this machine's.
-    tvm_target = spec.tuning_target(len(os.sched_getaffinity(0)))
+    tvm_target = spec.tuning_target(default_threads())
     extracted = extract_tasks(fuse(model.mod, tvm_target, options), tvm_target)
     if not extracted:
         raise TuningError(f"model {model.name}: no tunable kernels after fusion")
