@@ -133,3 +133,22 @@ def pytest_collection_modifyitems(config, items) -> None:
         nodeid = item.nodeid.split("tests/", 1)[-1]
         if any(nodeid == key or (key.endswith("::") and nodeid.startswith(key)) for key in SLOW):
             item.add_marker(pytest.mark.slow)
+
+
+def _untuned_artifact(onnx_path: Path, tmp_path_factory, name: str) -> Path:
+    out = tmp_path_factory.mktemp("art") / name
+    proc = run_cli("compile", str(onnx_path), "--no-tuning", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def cnn_artifact(cnn_onnx, tmp_path_factory) -> Path:
+    """The bundled CNN compiled without tuning through the CLI, shared read-only by the tests."""
+    return _untuned_artifact(cnn_onnx, tmp_path_factory, "cnn")
+
+
+@pytest.fixture(scope="session")
+def mlp_artifact(mlp_onnx, tmp_path_factory) -> Path:
+    """The zoo MLP compiled without tuning through the CLI, shared read-only by the tests."""
+    return _untuned_artifact(mlp_onnx, tmp_path_factory, "mlp")

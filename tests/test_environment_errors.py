@@ -81,9 +81,9 @@ def external_data_model(tmp_path_factory) -> Path:
         (["tune", "{cnn}", "--log-dir", "{file}", "--budget", "smoke"], "is a file, not a directory"),
     ],
 )
-def test_bad_arguments_and_paths_are_one_line(args, expected, cnn_onnx, tmp_path, untuned_artifact):
+def test_bad_arguments_and_paths_are_one_line(args, expected, cnn_onnx, tmp_path, cnn_artifact):
     (tmp_path / "file").write_text("a file, not a directory\n")
-    args = [a.format(cnn=cnn_onnx, file=tmp_path / "file", art=untuned_artifact) for a in args]
+    args = [a.format(cnn=cnn_onnx, file=tmp_path / "file", art=cnn_artifact) for a in args]
     assert expected in one_line_error(run_cli(*args))
 
 
@@ -103,12 +103,6 @@ def test_symbolic_dim_names_with_x_parse(cnn_onnx, tmp_path):
     assert "input_ids:1,128" in help_text and "separated by ','" in help_text
 
 
-@pytest.fixture(scope="module")
-def untuned_artifact(cnn_onnx, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("art") / "cnn"
-    proc = run_cli("compile", str(cnn_onnx), "--no-tuning", "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 def test_missing_external_data_names_the_file(external_data_model):

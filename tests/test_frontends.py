@@ -23,7 +23,6 @@ from tvmopt.errors import (  # noqa: E402
     ModelImportError,
     TuningError,
     TvmoptError,
-    UnsupportedOperatorError,
 )
 
 torch = pytest.importorskip("torch")

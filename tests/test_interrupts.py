@@ -116,12 +116,6 @@ def test_second_ctrl_c_exits_at_once_without_a_crash(cnn_onnx, tmp_path):
     assert gone(workers), "builder/runner workers outlived the session"
 
 
-@pytest.fixture(scope="module")
-def cnn_artifact(cnn_onnx, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("art") / "cnn"
-    proc = run_cli("compile", str(cnn_onnx), "--no-tuning", "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 @pytest.mark.parametrize("verb", ["run", "bench"])

@@ -62,7 +62,7 @@ def test_lost_workload_file_never_binds_records_to_another_model(cnn_log, mlp_on
     log_dir = copy_log(cnn_dir, tmp_path)
     (log_dir / WORKLOAD_FILE).unlink()  # records kept, workloads lost
     proc, _ = tune(mlp_onnx, tmp_path, 2)
-    assert f"6 record(s) for workload line(s)" in proc.stderr and "cannot be verified" in proc.stderr
+    assert "6 record(s) for workload line(s)" in proc.stderr and "cannot be verified" in proc.stderr
     assert f"moved to {UNVERIFIED_FILE}" in proc.stderr
     assert len(lines(log_dir / UNVERIFIED_FILE)) == 6
     # Only the MLP's own measurements remain, and each workload's best is one the MLP session measured.

@@ -65,12 +65,6 @@ def test_two_tensor_max_and_reductions_propagate_nan_like_numpy(tmp_path):
     np.testing.assert_array_equal(predictor(clean, b)[1], np.max(clean))
 
 
-@pytest.fixture(scope="module")
-def mlp_artifact(mlp_onnx, tmp_path_factory):
-    out = tmp_path_factory.mktemp("art") / "mlp"
-    proc = run_cli("compile", str(mlp_onnx), "--no-tuning", "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16"])

@@ -148,18 +148,26 @@ def _out_size(size: int, kernel: int, before: int, after: int, stride: int, dila
     return (size + before + after - (kernel - 1) * dilation - 1) // stride + 1
 
 
+def _geometry(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation):
+    """Strides, dilations and output (height, width) of a blocked conv (data [N, C, H, W, c],
+    kernel [., ., KH, KW, ., .], padding (top, left, bottom, right))."""
+    height, width = (int(d) for d in data.shape[2:4])
+    kh_size, kw_size = (int(d) for d in kernel.shape[2:4])
+    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
+    top, left, bottom, right = (int(p) for p in padding)
+    out = (_out_size(height, kh_size, top, bottom, sh, dh), _out_size(width, kw_size, left, right, sw, dw))
+    return (sh, sw), (dh, dw), out
+
+
 def _conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation, out_dtype: str,
                   templates: bool = True) -> te.Tensor:
     """conv2d: data [N, C/i, H, W, i], kernel [O/o, C/i, KH, KW, i, o] -> [N, O/o, OH, OW, o].
 
     TOPI's conv2d_NCHWc compute (groups=1), marked for tvmopt's conv template (tuning/templates.py).
     """
-    n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
+    n, ic_chunk, _, _, ic_bn = (int(d) for d in data.shape)
     oc_chunk, _, kh_size, kw_size, _, oc_bn = (int(d) for d in kernel.shape)
-    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
-    top, left, bottom, right = (int(p) for p in padding)
-    out_h = _out_size(height, kh_size, top, bottom, sh, dh)
-    out_w = _out_size(width, kw_size, left, right, sw, dw)
+    (sh, sw), (dh, dw), (out_h, out_w) = _geometry(data, kernel, strides, padding, dilation)
     padded = _padded(data, padding)
     ic = te.reduce_axis((0, ic_chunk * ic_bn), name="ic")
     kh = te.reduce_axis((0, kh_size), name="kh")
@@ -179,12 +187,9 @@ def _conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation
 def _depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, strides, padding, dilation, out_dtype: str,
                      templates: bool = True) -> te.Tensor:
     """Depthwise conv: data [N, C/b, H, W, b], kernel [C/b, 1, KH, KW, 1, b] -> [N, C/b, OH, OW, b]."""
-    n, c_chunk, height, width, block = (int(d) for d in data.shape)
-    _, _, kh_size, kw_size, _, _ = (int(d) for d in kernel.shape)
-    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
-    top, left, bottom, right = (int(p) for p in padding)
-    out_h = _out_size(height, kh_size, top, bottom, sh, dh)
-    out_w = _out_size(width, kw_size, left, right, sw, dw)
+    n, c_chunk, _, _, block = (int(d) for d in data.shape)
+    kh_size, kw_size = (int(d) for d in kernel.shape[2:4])
+    (sh, sw), (dh, dw), (out_h, out_w) = _geometry(data, kernel, strides, padding, dilation)
     padded = _padded(data, padding)
     kh = te.reduce_axis((0, kh_size), name="kh")
     kw = te.reduce_axis((0, kw_size), name="kw")

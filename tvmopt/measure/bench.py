@@ -112,12 +112,8 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
     if untuned:  # TVM's default lowering: minutes per call for an untuned CNN
         plain = load(compile_model(model, spec, work / "untuned", log_root=None).path)
         contenders["tvm-untuned"], outputs["tvm-untuned"] = plain.bound_call(feeds), plain(**feeds)
-    if tuning.tasks_tuned:
-        tuned = load(tuned_artifact.path)
-        contenders["tvm-tuned"], outputs["tvm-tuned"] = tuned.bound_call(feeds), tuned(**feeds)
-        notes["tvm-tuned"] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
-    else:
-        notes["tvm-tuned"] = f"no records in {tuning.log_dir}; run `tvmopt tune` first"
+    _add_tuned("tvm-tuned", tuned_artifact, feeds, contenders, outputs, notes,
+               f"no records in {tuning.log_dir}; run `tvmopt tune` first")
     contenders["onnxruntime"], outputs["onnxruntime"] = (lambda: ort(feeds)), reference
     if zoo_model is not None:
         _add_torch(zoo_model, example, threads, torch_compile, contenders, outputs, notes)
@@ -144,6 +140,17 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
                        str(baseline) if baseline is not None else None)
 
 
+def _add_tuned(name: str, artifact, feeds: dict, contenders, outputs, notes, missing: str) -> None:
+    """The tuned artifact as a contender, or a note saying why there is none (no records)."""
+    tuning = artifact.manifest.tuning
+    if not tuning.tasks_tuned:
+        notes[name] = missing
+        return
+    tuned = load(artifact.path)
+    contenders[name], outputs[name] = tuned.bound_call(feeds), tuned(**feeds)
+    notes[name] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
+
+
 def _add_baseline(path: Path, spec, work: Path, log_root, feeds: dict, threads: int, contenders, outputs,
                   notes) -> list:
     """tvmopt (tuned records of the log) and ONNX Runtime on the fp32 model, on the same inputs."""
@@ -158,12 +165,8 @@ def _add_baseline(path: Path, spec, work: Path, log_root, feeds: dict, threads: 
     tuning = artifact.manifest.tuning
     ort = OrtSession(path, threads)
     reference = ort(feeds)
-    if tuning.tasks_tuned:
-        tuned = load(artifact.path)
-        contenders["tvm-tuned-fp32"], outputs["tvm-tuned-fp32"] = tuned.bound_call(feeds), tuned(**feeds)
-        notes["tvm-tuned-fp32"] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
-    else:
-        notes["tvm-tuned-fp32"] = f"no records for the fp32 model in {tuning.log_dir}; run `tvmopt tune` on it first"
+    _add_tuned("tvm-tuned-fp32", artifact, feeds, contenders, outputs, notes,
+               f"no records for the fp32 model in {tuning.log_dir}; run `tvmopt tune` on it first")
     contenders["onnxruntime-fp32"], outputs["onnxruntime-fp32"] = (lambda: ort(feeds)), reference
     return reference
 
