@@ -87,15 +87,57 @@ def ort_run(path, feeds):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
-    """Run `python -m tvmopt ARGS` in a subprocess; returns CompletedProcess (text)."""
-    import subprocess
+# Verbs (and flags) that start workers, servers, emulators or remote sessions, or whose test is
+# about the process itself (a traceback with -v): these always run as `python -m tvmopt`.
+_OWN_PROCESS = {"tune", "serve", "predict", "bench", "demo", "-v", "--verbose", "--emulate", "--rpc-tracker"}
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, "-m", "tvmopt", *args], cwd=cwd or REPO, capture_output=True, text=True,
-        timeout=timeout, env=env,
-    )
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, subprocess: bool = False):
+    """Run the CLI with ARGS; returns a CompletedProcess (text: returncode, stdout, stderr).
+
+    Quick verbs (inspect, compile, run, logs, targets, quantize) run in this process through
+    `tvmopt.cli.main`, the function `python -m tvmopt` calls: a fresh interpreter would spend 7-8 s
+    importing TVM for each of the suite's ~60 such calls. The rest, or `subprocess=True`, run as a
+    real `python -m tvmopt` process.
+    """
+    if subprocess or _OWN_PROCESS.intersection(args):
+        import subprocess as sp
+
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return sp.run([sys.executable, "-m", "tvmopt", *args], cwd=cwd or REPO, capture_output=True, text=True,
+                      timeout=timeout, env=env)
+    return _run_cli_here(args, cwd or REPO)
+
+
+def _run_cli_here(args: tuple[str, ...], cwd: Path):
+    """`tvmopt ARGS` through tvmopt.cli.main in this process, its process-wide changes undone."""
+    import contextlib
+    import io
+    import signal
+    import subprocess as sp
+    import traceback
+    import warnings
+
+    from tvmopt import native_output
+    from tvmopt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    sigint, shown, before = signal.getsignal(signal.SIGINT), native_output.shown(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:  # argparse: usage errors exit 2, --help exits 0
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            except Exception:  # noqa: BLE001 - what the interpreter would print and exit 1 with
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        os.chdir(before)
+        signal.signal(signal.SIGINT, sigint)
+        native_output.show(shown)
+    return sp.CompletedProcess(["tvmopt", *args], code, out.getvalue(), err.getvalue())
 
 
 # Slow variants of what a faster test in the default run already covers: `make test` stays near

@@ -136,7 +136,7 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
         elif name in notes:
             results.append(Timing(name, None, None, None, notes[name]))
     return BenchReport(model.name, spec.log_name, results, host_machine(), threads,
-                       f"median of {rounds} interleaved rounds x {runs} calls, wall clock per call",
+                       f"median of {rounds} interleaved rounds x {runs} calls, wall clock per call, {threads} threads each",
                        str(baseline) if baseline is not None else None)
 
 
