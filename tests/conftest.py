@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -194,3 +195,11 @@ def cnn_artifact(cnn_onnx, tmp_path_factory) -> Path:
 def mlp_artifact(mlp_onnx, tmp_path_factory) -> Path:
     """The zoo MLP compiled without tuning through the CLI, shared read-only by the tests."""
     return _untuned_artifact(mlp_onnx, tmp_path_factory, "mlp")
+
+
+
+# A suite started as a background job (`make test &`, nohup, some CI runners) inherits SIGINT
+# ignored, and so would every `tvmopt` process the tests start: the Ctrl-C tests would then time
+# out. Python's own handler here makes the children start with the default disposition again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

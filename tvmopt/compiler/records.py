@@ -32,11 +32,12 @@ def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
         for other in list_targets():
             path = log_dir_for(other, root)
             key = path.resolve()
-            # The same target's log under another root (e.g. `make demo`'s host log in the repo's
-            # tuning_logs/, which is also the shipped root of an editable install) is not a
-            # reference: it would be credited as this target's own log.
-            if (other.device != "cpu" or other.log_name == spec.log_name or key == own
-                    or key in found or not is_log(path)):
+            # A host log among the shipped ones is no shipped log: in an editable install the
+            # shipped root is the repo's tuning_logs/, where `make demo` writes this machine's
+            # log; taken as a reference it was credited as the target's own log.
+            if root != log_root and other.name == "host":
+                continue
+            if other.device != "cpu" or key == own or key in found or not is_log(path):
                 continue
             if other.requires.runs_on(spec.requires):
                 found[key] = (len(other.requires.cpu_flags), path)
