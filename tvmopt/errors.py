@@ -106,16 +106,18 @@ def path_error(err: OSError, doing: str, path: object = None, cls: type[TvmoptEr
 def last_line(err: BaseException, limit: int = 300) -> str:
     """The informative part of an exception: TVM and the frontends put the reason on the last
     non-empty line of a long multi-line message (a C++ backtrace comes first)."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    message = lines[-1] if lines else type(err).__name__
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+    return _line(err, -1, limit)
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
     """The informative part of a Python-side exception (torch.export, onnx): the reason comes
     first, followed by pages of graph dumps and hints."""
+    return _line(err, 0, limit)
+
+
+def _line(err: BaseException, index: int, limit: int) -> str:
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    message = lines[0] if lines else type(err).__name__
+    message = lines[index] if lines else type(err).__name__
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
