@@ -93,3 +93,17 @@ def test_scheduler_visits_every_task_then_recordless_then_the_largest_latency_sh
     progress.stale = [0, 0, 4]  # four batches without gain: its share counts 1/16
     assert choose_task(progress, [0, 1, 2]) == 1
     assert choose_task(progress, [0, 2]) == 0  # 10 us x 1 > 100 us / 16
+
+
+def test_a_task_whose_search_finds_nothing_new_is_retired():
+    """A template's enumerated space runs out: MetaSchedule then returns batches of 0-2 candidates
+    (~10 s each); the task is retired instead of spending its patience on them."""
+    progress = _progress([100.0, 100.0], [1, 1])
+    progress.record(0, [[90e-6]] * 8, skipped=0)
+    progress.record(0, [[95e-6]], skipped=0)  # one new candidate, no gain: nothing left to find
+    assert not progress.may_continue(0)
+    # a resumed session's search re-proposing schedules earlier sessions logged is not exhaustion
+    progress.record(1, [], skipped=8)
+    assert progress.may_continue(1)
+    progress.record(1, [[50e-6]], skipped=0)  # a small batch that improved: keep going
+    assert progress.may_continue(1)
