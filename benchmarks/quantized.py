@@ -79,6 +79,18 @@ def run_model(name: str, target: str, minutes: float, fp32_minutes: float, sampl
     }
 
 
+def relative_to(value, work: Path):
+    """`value` with every path under the scratch directory written relative to it: the results file
+    is committed, and a path of the machine that ran it means nothing elsewhere."""
+    if isinstance(value, dict):
+        return {k: relative_to(v, work) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_to(v, work) for v in value]
+    if isinstance(value, str) and value.startswith(f"{work}/"):
+        return value[len(f"{work}/"):]
+    return value
+
+
 def tvmopt_accuracy(fp32: Path, artifact: Path, samples: int) -> dict | None:
     """tvmopt's own int8 outputs on the report's seeded inputs, against ONNX Runtime fp32."""
     if not (artifact / "model.so").exists():
@@ -158,7 +170,7 @@ def main() -> None:
         result = run_model(name, args.target, args.minutes, args.fp32_minutes, args.samples, Path(args.log_dir),
                            work, args.rounds, args.runs)
         path = RESULTS_DIR / f"quantized-{name}-{result['target']}.json"
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        path.write_text(json.dumps(relative_to(result, work), indent=2, default=float) + "\n")
         print(f"\n### {name} ({result['mode']}, {result['target']})\n")
         print(table(result))
         print(f"\nwrote {path}", file=sys.stderr)
