@@ -9,11 +9,11 @@ hint on or off, extra output columns computed and dropped, and the unroll order 
 outer, 1: columns outer). The schedule is the conv template's (tvmopt/tuning/templates.py) with
 the weights pre-packed per tile; used to pick the template's tile space (RESULTS.md, issue 10).
 """
-import os, sys, time, itertools
+import os, sys, time
 import numpy as np
 import tvm
 import tvmopt  # noqa: F401 - sets TVM_NUM_THREADS to the physical cores
-from tvm import te, topi, tirx
+from tvm import te, topi
 from tvm.s_tir import Schedule
 
 B = 8
@@ -74,7 +74,7 @@ def conv(C, K, H, W, R, stride, pad, occ_i, ow_i, partition, ow_pad=0, order=0):
     return t, flops / t / 1e9
 
 def ort_conv(C, K, H, W, R, stride, pad):
-    import onnx, onnxruntime as ort
+    import onnxruntime as ort
     from onnx import helper, TensorProto, numpy_helper
     w = numpy_helper.from_array(np.random.rand(K, C, R, R).astype("float32"), "w")
     node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[R, R], strides=[stride]*2, pads=[pad]*4)
@@ -98,6 +98,8 @@ def ort_conv(C, K, H, W, R, stride, pad):
 if __name__ == "__main__":
     shapes = {"l4": (512, 512, 7, 7, 3, 1, 1), "l3": (256, 256, 14, 14, 3, 1, 1),
               "l2": (128, 128, 28, 28, 3, 1, 1), "l1": (64, 64, 56, 56, 3, 1, 1)}
+    if len(sys.argv) < 3 or sys.argv[1] not in shapes:
+        sys.exit(__doc__)
     which = sys.argv[1]
     tiles = [tuple(map(int, t.split("x"))) for t in sys.argv[2:]]
     shp = shapes[which]

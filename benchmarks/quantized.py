@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 import tvmopt
 from tvmopt.frontends import zoo

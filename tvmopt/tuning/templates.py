@@ -6,9 +6,11 @@ reached 33 GFLOP/s after 64 trials, ONNX Runtime's MLAS runs it at ~85 per core.
 templates fix the structure a hand-written kernel has (MLAS, TOPI's x86 NCHWc schedule): a
 register tile of accumulators (output channels x output columns, or GEMM rows x columns),
 vectorized over the channel block, the whole reduction inside it, epilogue fused, parallel
-over the outer tiles. Only the tile sizes are left to search (sample_perfect_tile, so
-MetaSchedule's tile-size mutator and cost model work on them); weights are re-laid-out for the
-chosen tiling by MetaSchedule's RewriteLayout postproc and packed once at compile time.
+over the outer tiles. Only the tile sizes are left to search: the dense and depthwise templates
+sample them (sample_perfect_tile, so MetaSchedule's tile-size mutator and cost model work on
+them); the conv template enumerates the register tiles that fit, one design space each
+(register_tiles). Weights are re-laid-out for the chosen tiling by MetaSchedule's RewriteLayout
+postproc and packed once at compile time.
 
 The compiler marks a block with `schedule_rule = <name>` (compiler/layout.py, compiler/passes.py);
 MetaSchedule's ApplyCustomRule then calls `s_tir.meta_schedule.<target key>.<name>` instead of
@@ -115,8 +117,8 @@ def register_tiles(oc_chunks: int, out_width: int, registers: int) -> list[tuple
 
     The accumulators, one weight vector per channel block and one broadcast input must fit the
     register file (a spill costs more than the tile gains: on ResNet-18's 7x7 layer on AVX2, 4 x 3
-    accumulators ran at 87 GFLOP/s, 2 x 5 at 107). Channel blocks divide the chunk count (the weights are packed
-    per tile); tiles far below the register budget (fewer than 4 accumulators) are left out
+    accumulators ran at 87 GFLOP/s, 2 x 5 at 107). Channel blocks divide the chunk count (the
+    weights are packed per tile); tiles far below the register budget (fewer than 4 accumulators) are left out
     unless nothing bigger fits. Both orders of the unrolled tile are kept: which one LLVM
     schedules better varies by layer (2 x 4 on ResNet-18's 28x28 layer: 147 vs 135 GFLOP/s,
     on its 7x7 layer: 105 vs 112).
