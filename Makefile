@@ -1,6 +1,6 @@
 # Two commands do the whole set-up on a fresh machine:
 #   make demo   # venv + install, then tune -> compile -> run the bundled example on this CPU
-#   make test   # venv + install, then the test suite (15-20 min on 2 cores; `make test-slow` runs the slow variants)
+#   make test   # venv + install, then the test suite (13-20 min on 2 cores, with this machine's noise; `make test-slow` runs the slow variants)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
