@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from typing import Callable
 
+from .. import ctrl_c
 from . import bench, compile, inspect, logs, predict, quantize, run, serve, targets, tune
 
 VERBS = (targets, inspect, quantize, tune, compile, run, serve, predict, bench, logs)
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import TvmoptError, path_error
 
     func: Callable = args.func
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)
+    ctrl_c.install()
     try:
         if getattr(args, "input_shape", None):
             from ..specs import parse_shapes
@@ -79,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             _exit_now(code)
         return code
     except TvmoptError as err:
+        if ctrl_c.requested():  # a stage wrapped the RuntimeError a Ctrl-C became inside TVM (below)
+            print("tvmopt: interrupted", file=sys.stderr)
+            _exit_now(130)
         if args.verbose:
             raise
         print(f"tvmopt: error: {err}", file=sys.stderr)
@@ -96,22 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tvmopt: error: {path_error(err, 'access it')}", file=sys.stderr)
         return 2
     except Exception:
-        if _SIGINT_SEEN:
+        if ctrl_c.requested():
             # A Ctrl-C inside a Python callback of TVM's C++ (a Python pass, MetaSchedule) comes out
             # of TVM as a bare RuntimeError; it still is the user's Ctrl-C.
             print("tvmopt: interrupted", file=sys.stderr)
             _exit_now(130)
         raise
-
-
-_SIGINT_SEEN = False
-
-
-def _on_sigint(signum, frame) -> None:
-    """Python's default SIGINT handler, remembering that it ran (see main)."""
-    global _SIGINT_SEEN
-    _SIGINT_SEEN = True
-    raise KeyboardInterrupt
 
 
 def _exit_now(code: int) -> None:

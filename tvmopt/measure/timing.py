@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import ctrl_c
+
 
 def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int, runs: int) -> dict[str, float]:
     """Median over rounds of each contender's per-round median call time (ms), interleaved so that
@@ -20,6 +22,7 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int
         for name, fn in contenders.items():
             times = []
             for _ in range(runs):
+                ctrl_c.check()  # a Ctrl-C whose KeyboardInterrupt got lost still ends the loop
                 start = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - start) * 1e3)

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .. import ctrl_c
 from ..errors import ArtifactError, InputSpecError, UsageError
 from ..specs import TensorSpec, signature
 from . import batching, tvm_runtime
@@ -125,6 +126,7 @@ class Predictor:
         seconds: list[float] = []
         chunk = 1
         while len(seconds) < repeat:
+            ctrl_c.check()  # a Ctrl-C whose KeyboardInterrupt got lost still ends the loop
             n = min(chunk, repeat - len(seconds))
             started = time.perf_counter()
             seconds += vm.time(name, tensors, number=1, repeat=n)

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import ctrl_c
 from ..errors import DataError, InputSpecError, last_line
 from ..runtime.inputs import bind_inputs
 from .data import RecordSource
@@ -148,6 +149,7 @@ def predict(artifact: str | os.PathLike, input: str | os.PathLike, output: str |
 
             predictor = Predictor(art)
             for chunk in pending:
+                ctrl_c.check()  # a Ctrl-C whose KeyboardInterrupt got lost still ends the job
                 result = run_chunk(predictor, source, job, out, chunk, batch_size, on_error)
                 if bar is not None:
                     bar.update(result.records)
