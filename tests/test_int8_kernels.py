@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -186,3 +187,36 @@ def test_neoverse_n1_uses_sdot_and_matches_ort_under_emulation(aarch64_root, mlp
     for x in xs:
         out = run_emulated(artifact, [x])[0]
         np.testing.assert_allclose(out, _ort(mlp_int8_7bit, x), atol=1e-5)
+
+
+class _Repeated(torch.nn.Module):
+    """Three identical layers (64 -> 64 linear, or 8 -> 8 3x3 conv), each with its own weights."""
+
+    def __init__(self, conv: bool):
+        super().__init__()
+        make = (lambda: torch.nn.Conv2d(8, 8, 3, padding=1)) if conv else (lambda: torch.nn.Linear(64, 64))
+        self.layers = torch.nn.ModuleList([make() for _ in range(3)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return x
+
+
+@pytest.mark.parametrize("mode", ["int8-dynamic", "int8-static"])
+def test_identical_quantized_layers_share_one_tuning_task(mode, tmp_path):
+    """Each layer's scale and zero point are its own constants; inlined into the kernels they made
+    every layer a separate tuning task (BERT-4 int8: 50 tasks, 30 once passed as data)."""
+    from tvmopt.compiler.inspect import describe
+
+    conv = mode == "int8-static"
+    torch.manual_seed(0)
+    module = _Repeated(conv).eval()
+    example = torch.randn(1, 8, 16, 16) if conv else torch.randn(1, 64)
+    fp32 = models.export_onnx(module, (example,), tmp_path / "repeated.onnx", ["x"], ["y"])
+    int8 = tvmopt.quantize(fp32, tmp_path / "repeated_int8.onnx", mode=mode, samples=8, calibration_samples=8).path
+    model = tvmopt.import_model(int8)
+    tasks = describe(model, tvmopt.get_target("host").tvm_target()).tasks
+    heavy = [t for t in tasks if "conv2d" in t.name or "gemm" in t.name]  # the three layers' products
+    assert heavy and sum(t.weight for t in heavy) == 3, [(t.name, t.weight, t.flops) for t in tasks]
+    assert len(heavy) == 1, [(t.name, t.weight) for t in heavy]

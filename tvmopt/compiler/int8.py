@@ -60,7 +60,16 @@ class _Match:
 def lower_int8_matmuls(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     """Rewrite int8 matmuls of `main` onto the target's int8 dot product (if it has one), and pass
     per-layer quantization scalars as data; an fp32 graph comes back unchanged."""
-    dot = int8_dot_for(target)
+    return _rewrite(mod, int8_dot_for(target))
+
+
+def pass_scalars_as_data(mod: tvm.IRModule) -> tvm.IRModule:
+    """Pass per-layer quantization scalars as data again, after a FoldConstant (the blocked-layout
+    step runs one before legalization) folded `reshape(const[1], [])` back into 0-dim constants."""
+    return _rewrite(mod, None)
+
+
+def _rewrite(mod: tvm.IRModule, dot: Int8Dot | None) -> tvm.IRModule:
     if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
         return mod
     func = mod["main"]

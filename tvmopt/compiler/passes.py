@@ -43,7 +43,10 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
         block = options.block
     layout = []
     if block and options.blocked_layout:
-        layout = [transform.FoldConstant(), clip_to_min_max(), to_blocked_layout(block), transform.Normalize()]
+        # FoldConstant undoes int8.py's scalars-as-data (0-dim constants again, inlined into every
+        # layer's kernels as immediates: one tuning task per layer), hence pass_scalars_as_data.
+        layout = [transform.FoldConstant(), _pass_scalars_as_data, clip_to_min_max(), to_blocked_layout(block),
+                  transform.Normalize()]
     templates = [mark_gemms(block)] if block and options.templates else []
     # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;
     # compile then packs them once (prepack_weights below).
@@ -65,6 +68,13 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
                 *layout_free,
             ]
         )(mod)
+
+
+@tvm.transform.module_pass(opt_level=0, name="PassQuantizationScalarsAsData")
+def _pass_scalars_as_data(mod: tvm.IRModule, ctx) -> tvm.IRModule:
+    from .int8 import pass_scalars_as_data
+
+    return pass_scalars_as_data(mod)
 
 
 def prepack_weights(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
