@@ -6,18 +6,20 @@ pools (each spin-waits between calls) can instead slow each other: this script t
 and the ONNX file it was compiled from, each in a fresh process alone, then both interleaved
 (optionally with an idle gap before each batch of calls), and prints the medians.
 
-    .venv/bin/python benchmarks/interference.py ARTIFACT MODEL.onnx [--repeats 2] [--gap-ms 50]
+    .venv/bin/python benchmarks/interference.py ARTIFACT MODEL.onnx [--repeats 2] [--gap-ms 50] [--ort-no-spin]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 ROUNDS, CALLS = 15, 100
+NO_SPIN_ENV = "TVMOPT_BENCH_ORT_NO_SPIN"
 
 
 def child(artifact: str, onnx_path: str, engines: list[str], gap_s: float) -> None:
@@ -34,6 +36,8 @@ def child(artifact: str, onnx_path: str, engines: list[str], gap_s: float) -> No
     if "onnxruntime" in engines:
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads()
+        if os.environ.get(NO_SPIN_ENV):  # --ort-no-spin: ORT's workers block between calls
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         calls["onnxruntime"] = lambda: session.run(None, feeds)
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -54,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("onnx")
     parser.add_argument("--repeats", type=int, default=2, help="fresh processes per configuration")
     parser.add_argument("--gap-ms", type=float, default=50, help="idle time before each batch, interleaved-with-gap rows")
+    parser.add_argument("--ort-no-spin", action="store_true",
+                        help="ONNX Runtime's intra-op workers block instead of spin-waiting between calls")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ort_no_spin:
+        os.environ[NO_SPIN_ENV] = "1"
     if args.child:
         gap, *engines = args.child
         child(args.artifact, args.onnx, engines, float(gap))
