@@ -118,10 +118,25 @@ def test_tuned_int8_kernels_are_tensorized(tmp_path):
     artifact = tvmopt.compile(model, "host", tmp_path / "tuned", log_root=tmp_path / "logs")
     assert gemms[0].name in {r.task for r in artifact.manifest.tuning.records_applied}
     assert not artifact.manifest.tuning.int8_sampled  # the tuned record, not a sampled schedule
-    assert ("vpdpbusd" if HAS_VNNI else "vpmaddubsw") in _disassembly(artifact.library_path)
+    instruction = "vpdpbusd" if HAS_VNNI else "vpmaddubsw"
+    # Seen missing once in ~10 runs (a full-suite run from a fresh clone); the message says which
+    # records the session kept, so that the next occurrence explains itself.
+    assert instruction in _disassembly(artifact.library_path), _records_summary(tmp_path / "logs")
     predictor = tvmopt.load(artifact.path)
     for x in _inputs():
         np.testing.assert_allclose(predictor(x)[0], _ort(path, x), atol=1e-5)
+
+
+def _records_summary(log_root: Path) -> str:
+    """Per kept record: workload index, whether its trace tensorizes, measured seconds."""
+    import json
+
+    rows = []
+    for records in log_root.glob("*/database_tuning_record.json"):
+        for line in records.read_text().splitlines():
+            record = json.loads(line)
+            rows.append(f"workload {record[0]}: tensorize={'tensorize' in line} run_secs={record[1][1]}")
+    return "records kept: " + "; ".join(rows)
 
 
 @pytest.mark.skipif(not X86 or HAS_VNNI, reason="checks the AVX2 / AVX-512 (no VNNI) saturation guard")
