@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-
 import tvmopt
 from tvmopt.frontends import zoo
 from tvmopt.measure.baselines import OrtSession

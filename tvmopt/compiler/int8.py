@@ -23,10 +23,11 @@ other weights keep TVM's exact int32 lowering on those targets.
 
 Quantized graphs carry a scale and zero point per layer as scalar constants. Legalization inlines
 0-dim constants into the kernels as immediates, which made every layer's GEMM (and quantize)
-kernel a structurally different tuning task (BERT-4 int8: 49 tasks instead of a dozen). We hand
+kernel a structurally different tuning task (BERT-4 int8: 50 tasks instead of 30). We hand
 those constants over as data instead (`reshape(const[1], [])`, which legalization sees as a
 variable and constant folding turns into a kernel argument), in quantize / dequantize and in
-products of two scalars (ONNX Runtime's `x_scale * w_scale`).
+products of two scalars (ONNX Runtime's `x_scale * w_scale`); passes.fuse does it once more
+after the blocked-layout step's FoldConstant, which folds them back (pass_scalars_as_data).
 """
 
 from __future__ import annotations
