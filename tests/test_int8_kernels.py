@@ -125,6 +125,14 @@ def test_tuned_int8_kernels_are_tensorized(tmp_path):
     predictor = tvmopt.load(artifact.path)
     for x in _inputs():
         np.testing.assert_allclose(predictor(x)[0], _ort(path, x), atol=1e-5)
+    # A fresh process that registered no intrinsic (an fp32 compile sharing this log, `logs show`)
+    # still reads every record, the tensorized ones included.
+    (log_dir,) = [p.parent for p in (tmp_path / "logs").glob("*/database_tuning_record.json")]
+    script = ("import sys; from tvmopt.logs.store import LogDatabase; db = LogDatabase(sys.argv[1], readonly=True); "
+              "print(len(db), db.warnings)")
+    shown = subprocess.run([sys.executable, "-c", script, str(log_dir)], capture_output=True, text=True, check=True)
+    kept = len((log_dir / "database_tuning_record.json").read_text().splitlines())
+    assert shown.stdout.split(maxsplit=1) == [str(kept), "[]\n"], shown.stdout + shown.stderr
 
 
 def _records_summary(log_root: Path) -> str:

@@ -72,6 +72,36 @@ def log_lock(log_dir: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _some(numbers: list[int]) -> str:
+    """At most five of `numbers`, sorted, for a warning."""
+    unique = sorted(set(numbers))
+    return ", ".join(map(str, unique[:5])) + (", ..." if len(unique) > 5 else "")
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no message"
+
+
+def _record_from_json(as_json, workload):
+    """A record of the log as MetaSchedule's TuningRecord.
+
+    Workaround: TVM resolves a tensorized trace's intrinsic by name while parsing it ("TensorIntrin
+    'dot_8x4_u8s8_avx2' is not registered"), and intrinsics are registered only by importing them.
+    A process that reads a log holding int8 records without having tuned or compiled int8 in it
+    (an fp32 compile sharing the log, `tvmopt logs show`) registers its target's set and retries.
+    """
+    try:
+        return ms.database.TuningRecord.from_json(as_json, workload)
+    except Exception as err:  # noqa: BLE001 - TVM raises a bare error
+        if "TensorIntrin" not in str(err) or "not registered" not in str(err):
+            raise
+    from ..compiler.passes import register_tensor_intrinsics  # the compiler owns the intrinsics
+
+    register_tensor_intrinsics(tvm.target.Target(as_json[2]))
+    return ms.database.TuningRecord.from_json(as_json, workload)
+
+
 def record_json(record) -> list:
     """A TuningRecord as MetaSchedule's (C++) JSONDatabase writes it.
 
@@ -285,12 +315,13 @@ class LogDatabase(ms.database.PyDatabase):
         new = [(lineno, obj, raw) for lineno, obj, raw in self._records.read_new(repair, self._warn) if obj is not None]
         bound = self._read_bindings()  # after the records: a binding is written before its record
         unverified: dict[str, list[int]] = {}  # why -> workload lines of the records
+        unreadable: dict[str, list[int]] = {}  # why -> record lines
         for lineno, obj, raw in new:
             try:
                 workload_index, as_json = obj
                 index = int(workload_index)
             except (TypeError, ValueError) as err:
-                self._warn(f"{RECORD_FILE} line {lineno + 1}: unreadable record ({type(err).__name__}), skipped")
+                unreadable.setdefault(type(err).__name__, []).append(lineno + 1)
                 continue
             problem = self._binding_problem(index, raw, bound)
             if problem:
@@ -301,16 +332,17 @@ class LogDatabase(ms.database.PyDatabase):
             if workload is None:
                 continue  # its workload line is corrupt (reported above)
             try:
-                record = ms.database.TuningRecord.from_json(as_json, workload)
-            except Exception as err:  # noqa: BLE001
-                self._warn(f"{RECORD_FILE} line {lineno + 1}: unreadable record ({type(err).__name__}), skipped")
+                record = _record_from_json(as_json, workload)
+            except Exception as err:  # noqa: BLE001 - a bad line must never crash a session
+                unreadable.setdefault(f"{type(err).__name__}: {_first_line(err)}", []).append(lineno + 1)
                 continue
             if not bound:
                 self._unbound.append(dumps([line_digest(raw), self._hash_by_index[index]]))
             self._remember(workload, as_json, record)
+        for why, lines in unreadable.items():  # one warning per cause, not one per line
+            self._warn(f"{RECORD_FILE}: {len(lines)} unreadable record(s) (line(s) {_some(lines)}; {why}), skipped")
         for problem, lines in unverified.items():
-            shown = ", ".join(map(str, sorted(set(lines))[:5])) + (", ..." if len(set(lines)) > 5 else "")
-            self._warn(f"{RECORD_FILE}: {len(lines)} record(s) for workload line(s) {shown} {problem}; not used" +
+            self._warn(f"{RECORD_FILE}: {len(lines)} record(s) for workload line(s) {_some(lines)} {problem}; not used" +
                        ("" if self.readonly else f", moved to {UNVERIFIED_FILE}"))
 
     def _read_bindings(self) -> bool:
