@@ -43,9 +43,13 @@ def run(args) -> int:
             print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "
                   f"writes it): {tuning.untuned} kernel(s) use TVM's default schedule", file=sys.stderr)
         else:
+            borrowed = len(tuning.schedules_borrowed)
+            default = tuning.untuned - borrowed
+            how = (f"{borrowed} of them run the schedule of a tuned kernel of the same ops (untuned sizes)"
+                   + (f", {default} TVM's default schedule" if default > 0 else "")) if borrowed else \
+                "they use TVM's default schedule"
             print(f"note: the log {tuning.log_dir} holds no record for {tuning.untuned} of this model's "
-                  f"{tuning.tasks_total} kernel(s); they use TVM's default schedule (`tvmopt tune` them for speed)",
-                  file=sys.stderr)
+                  f"{tuning.tasks_total} kernel(s); {how} (`tvmopt tune` them for speed)", file=sys.stderr)
     elif not args.no_tuning and not tuning.tasks_total and not model.is_static:
         print("note: the model has dynamic dims, so no tuning record applies (fix them with --input-shape to use "
               "tuned kernels)", file=sys.stderr)

@@ -20,6 +20,7 @@ from ..resources import shipped_logs_root
 from ..runtime.artifact import AppliedRecord, TuningInfo
 from ..targets import TargetSpec, list_targets
 from .passes import extract_tasks
+from .transfer import TunedKernel, borrow_schedules, buffer_shapes
 
 
 def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
@@ -88,23 +89,27 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
         tasks = extract_tasks(fused, target)
     except Exception:  # noqa: BLE001 - dynamic shapes: nothing can match a record anyway
         return fused, TuningInfo(log_dir=str(log_dir))
-    applied = []
+    applied, tuned = [], []
     for task in tasks:
         best = database.best_record(task.dispatched[0])
         if best is not None:
             log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
             applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
+            tuned.append(TunedKernel(task.task_name, best.trace, buffer_shapes(task.dispatched[0]["main"])))
     prepacked: tuple[str, ...] = ()
+    borrowed: dict[str, str] = {}
     if applied:
         from .passes import prepack_weights
 
         with target, database:
             fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
+        fused, borrowed = borrow_schedules(fused, target, tuned)
         if prepack:
             fused = prepack_weights(fused, target)
             prepacked = tuple(sorted(gv.name_hint for gv in fused.functions if gv.name_hint.endswith("_prepacked")))
     references = tuple(sorted({a.log for a in applied} - {log_dir.name}))
-    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references, prepacked)
+    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references, prepacked,
+                             schedules_borrowed=tuple(sorted(borrowed.items())))
 
 
 def _count_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> int:

@@ -90,6 +90,8 @@ class TuningInfo:
     prepacked: tuple[str, ...] = ()  # kernels whose weights were re-laid-out (packed) at compile time
     # int8 GEMM kernels without a record, given a sampled (untuned) tensorized schedule
     int8_sampled: tuple[str, ...] = ()
+    # kernels without a record, scheduled by a tuned kernel's trace: (kernel, tuned kernel)
+    schedules_borrowed: tuple[tuple[str, str], ...] = ()
 
     @property
     def untuned(self) -> int:
@@ -103,7 +105,7 @@ class TuningInfo:
         return {"log_dir": self.log_dir, "tasks_total": self.tasks_total, "tasks_tuned": self.tasks_tuned,
                 "records_applied": [r.to_json() for r in self.records_applied],
                 "reference_logs": list(self.reference_logs), "prepacked": list(self.prepacked),
-                "int8_sampled": list(self.int8_sampled)}
+                "int8_sampled": list(self.int8_sampled), "schedules_borrowed": [list(b) for b in self.schedules_borrowed]}
 
     @staticmethod
     def from_json(obj: dict | None) -> "TuningInfo":
@@ -111,7 +113,8 @@ class TuningInfo:
         return TuningInfo(obj.get("log_dir"), int(obj.get("tasks_total", 0)), int(obj.get("tasks_tuned", 0)),
                           tuple(AppliedRecord.from_json(r) for r in obj.get("records_applied") or ()),
                           tuple(obj.get("reference_logs") or ()), tuple(obj.get("prepacked") or ()),
-                          tuple(obj.get("int8_sampled") or ()))
+                          tuple(obj.get("int8_sampled") or ()),
+                          tuple((str(k), str(src)) for k, src in obj.get("schedules_borrowed") or ()))
 
 
 @dataclass(frozen=True)
