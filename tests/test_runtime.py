@@ -105,3 +105,27 @@ def test_compile_never_leaves_half_an_artifact(cnn_onnx, tmp_path):
     second = tvmopt.compile(model, "host", out, log_root=None)  # replaces atomically
     assert second.path == first.path and (out / "manifest.json").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_results_stay_valid_after_later_calls(tmp_path):
+    """The predictor reuses its input tensors across calls and the VM reuses its output buffers:
+    what a call returned must not change when the next call runs, even for an output that is the
+    input itself."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["same"]), helper.make_node("Relu", ["x"], ["relu"])], "echo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("same", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("relu", TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "echo.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    predictor = tvmopt.load(tvmopt.compile(tvmopt.import_model(path), "host", tmp_path / "art", log_root=None).path)
+    a, b = (np.random.default_rng(s).standard_normal((2, 3)).astype("float32") for s in (1, 2))
+    first = predictor(a)
+    second = predictor(b)
+    np.testing.assert_array_equal(first[0], a)
+    np.testing.assert_array_equal(first[1], np.maximum(a, 0))
+    np.testing.assert_array_equal(second[0], b)
+    np.testing.assert_array_equal(second[1], np.maximum(b, 0))

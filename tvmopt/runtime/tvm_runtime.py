@@ -60,6 +60,7 @@ def _load_library(name: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(_tvm_lib_dir() / name), mode=ctypes.RTLD_GLOBAL)
 
 
+@lru_cache(maxsize=None)
 def _func(name: str):
     return ffi().get_global_func(name)
 
@@ -140,6 +141,11 @@ def to_device(array: np.ndarray, dev, out=None):
 
 def to_numpy(tensor) -> np.ndarray:
     """A TVM tensor as a numpy array (a copy, so the VM may reuse its buffer)."""
+    if tensor.device.dlpack_device_type() == _DEVICE_TYPES["cpu"]:
+        try:  # numpy's own copy of a DLPack view: 2 us against 14 for the generic path
+            return np.from_dlpack(tensor).copy()
+        except (BufferError, TypeError, RuntimeError):  # a dtype numpy's DLPack lacks (bfloat16)
+            pass
     out = np.empty(tuple(int(d) for d in tensor.shape), dtype=np.dtype(str(tensor.dtype)))
     _func("runtime.TVMTensorCopyToBytes")(tensor, out.ctypes.data_as(ctypes.c_void_p), out.nbytes)
     return out
