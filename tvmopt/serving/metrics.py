@@ -7,6 +7,7 @@ set by the supervisor before the workers start) lets any worker answer /metrics 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                generate_latest)
@@ -17,6 +18,17 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
                    5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 UNKNOWN_MODEL = "_unknown"  # label of requests for a model the server does not have (bounded cardinality)
+
+
+@dataclass(frozen=True)
+class _ModelSeries:
+    """One model's labelled histograms."""
+
+    latency: object
+    queue: object
+    compute: object
+    batch_rows: object
+    batch_requests: object
 
 
 class Metrics:
@@ -38,19 +50,32 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.batch_requests = Histogram("tvmopt_batch_requests", "Requests merged into one model run", ["model"],
                                         buckets=BATCH_BUCKETS, registry=self.registry)
+        self._counters: dict[tuple[str, int], object] = {}
+        self._models: dict[str, _ModelSeries] = {}
 
     def request(self, model: str, status: int, seconds: float | None) -> None:
-        self.requests.labels(model, str(status)).inc()
+        counter = self._counters.get((model, status))
+        if counter is None:  # labels() builds and locks per call: looked up once per model and status
+            counter = self._counters[model, status] = self.requests.labels(model, str(status))
+        counter.inc()
         if seconds is not None:
-            self.latency.labels(model).observe(seconds)
+            self._of(model).latency.observe(seconds)
 
     def batch(self, model: str, rows: int, requests: int, queue_seconds: list[float], seconds: float) -> None:
-        self.batch_rows.labels(model).observe(rows)
-        self.batch_requests.labels(model).observe(requests)
-        self.compute.labels(model).observe(seconds)
-        queue = self.queue.labels(model)
+        series = self._of(model)
+        series.batch_rows.observe(rows)
+        series.batch_requests.observe(requests)
+        series.compute.observe(seconds)
         for waited in queue_seconds:
-            queue.observe(waited)
+            series.queue.observe(waited)
+
+    def _of(self, model: str) -> _ModelSeries:
+        series = self._models.get(model)
+        if series is None:
+            series = self._models[model] = _ModelSeries(self.latency.labels(model), self.queue.labels(model),
+                                                        self.compute.labels(model), self.batch_rows.labels(model),
+                                                        self.batch_requests.labels(model))
+        return series
 
     def exposition(self) -> bytes:
         """The text format; all workers' values in multiprocess mode."""

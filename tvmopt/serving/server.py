@@ -84,8 +84,10 @@ def _serve_socket(settings: ServeSettings, sock: socket.socket, models) -> None:
 
     app = create_app(models, max_batch_size=settings.max_batch_size,
                      max_queue_delay_ms=settings.max_queue_delay_ms, max_request_bytes=settings.max_request_bytes)
+    # No access log and nothing reads the client's address: uvicorn's X-Forwarded-* middleware
+    # (proxy_headers) would only add a layer to every request.
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=settings.grace_s)
+                            access_log=False, proxy_headers=False, timeout_graceful_shutdown=settings.grace_s)
     DrainingServer(config, app.state.server, settings.grace_s).run(sockets=[sock])
 
 
