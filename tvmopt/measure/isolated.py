@@ -1,0 +1,186 @@
+"""Timing engines in processes of their own, rounds alternated: for models of microseconds.
+
+Interleaved in one process, two engines' thread pools slow each other: each spin-waits for its
+next call on the cores the other needs (the tuned demo CNN: 71 us alone, 124 us interleaved with
+ONNX Runtime in one process; benchmarks/interference.py). A deployment runs one engine, so here
+each contender loads in its own process and the rounds still alternate, so that machine noise
+hits every contender alike. Each round starts with WARM_S of untimed calls: the previous
+contender's workers stop spinning meanwhile and this one's reach their steady state. (An idle
+pause instead would time ONNX Runtime cold: 10-15% slower after 50 ms idle, measured here.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Callable
+
+import numpy as np
+
+from .. import ctrl_c
+from ..errors import TvmoptError
+
+
+class MeasureError(TvmoptError):
+    """A timing process failed to start or died."""
+
+WARM_S = 0.03  # longer than a thread pool spins after its last call (TVM's and ORT's defaults)
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ProcessContender:
+    """How a child process builds the contender: an artifact directory (tvmopt's runtime) or an
+    ONNX file (ONNX Runtime with `threads` intra-op threads)."""
+
+    kind: str  # "artifact" | "onnxruntime"
+    path: str
+    threads: int | None = None
+
+
+def isolated_medians(contenders: dict[str, ProcessContender | Callable[[], object]], feeds: dict[str, np.ndarray],
+                     rounds: int, runs: int, warm_s: float = WARM_S) -> dict[str, float]:
+    """Median over rounds of each contender's per-round median call time (ms). ProcessContenders
+    run in their own process on `feeds`; a plain callable runs in this process (while it runs the
+    children wait, their pools asleep)."""
+    children: dict[str, _Child] = {}
+    try:
+        for name, contender in contenders.items():
+            if isinstance(contender, ProcessContender):
+                children[name] = _Child.start(name, contender, feeds, runs, warm_s)
+        for child in children.values():
+            child.reply(START_TIMEOUT_S)  # loaded and warmed up
+        for fn in (c for c in contenders.values() if not isinstance(c, ProcessContender)):
+            fn()  # warm-up: first calls allocate, JIT, fill caches
+        per_round: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(rounds):
+            for name, contender in contenders.items():
+                ctrl_c.check()  # a Ctrl-C whose KeyboardInterrupt got lost still ends the loop
+                if name in children:
+                    children[name].connection.send(True)
+                    per_round[name].append(children[name].reply(None))
+                else:
+                    per_round[name].append(_local_round(contender, runs, warm_s))
+        return {name: statistics.median(values) for name, values in per_round.items()}
+    finally:
+        for child in children.values():
+            child.stop()
+
+
+@dataclass
+class _Child:
+    """A timing process and the connection to it.
+
+    A plain subprocess, not multiprocessing: its spawn start re-runs the caller's main script in
+    the child, which a user's script without an `if __name__ == "__main__"` guard cannot take.
+    """
+
+    name: str
+    process: subprocess.Popen
+    connection: Connection
+
+    @staticmethod
+    def start(name: str, contender: ProcessContender, feeds: dict[str, np.ndarray], runs: int,
+              warm_s: float) -> "_Child":
+        ours, theirs = socket.socketpair()
+        code = f"from tvmopt.measure.isolated import child_main; child_main({theirs.fileno()})"
+        process = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        connection = Connection(ours.detach())
+        connection.send((contender, feeds, runs, warm_s))
+        return _Child(name, process, connection)
+
+    def reply(self, timeout: float | None) -> float:
+        """The child's next message: a round's median (ms); its error raised here."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.connection.poll(0.2):
+            ctrl_c.check()
+            if self.process.poll() is not None:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise MeasureError(f"timing process of {self.name} did not start within {timeout:.0f} s")
+        try:
+            kind, value = self.connection.recv()
+        except (EOFError, OSError):
+            raise MeasureError(f"timing process of {self.name} exited with status {self.process.wait()}") from None
+        if kind == "error":
+            raise MeasureError(f"{self.name}: {value}")
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.connection.close()
+
+
+def _local_round(fn: Callable[[], object], runs: int, warm_s: float) -> float:
+    """The median (ms) of `runs` timed calls after `warm_s` of untimed ones (at least one)."""
+    until = time.perf_counter() + warm_s
+    fn()
+    while time.perf_counter() < until:
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _reply(name: str, process, parent, timeout: float | None) -> float:
+    """The child's next message: a round's median (ms); its error raised here."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not parent.poll(0.2):
+        ctrl_c.check()
+        if not process.is_alive():
+            raise RuntimeError(f"timing process of {name} exited with status {process.exitcode}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise RuntimeError(f"timing process of {name} did not start within {timeout:.0f} s")
+    kind, value = parent.recv()
+    if kind == "error":
+        raise RuntimeError(f"{name}: {value}")
+    return value
+
+
+def child_main(fd: int) -> None:
+    """A timing process: build the contender, warm it up, then time one round per request."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the children
+    connection = Connection(fd)
+    contender, feeds, runs, warm_s = connection.recv()
+    try:
+        fn = _build(contender, feeds)
+        fn()
+        connection.send(("ready", 0.0))
+    except Exception as err:  # noqa: BLE001 - reported by the parent with the contender's name
+        connection.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    with contextlib.suppress(EOFError):  # the parent went away: nothing left to time
+        while connection.recv():
+            connection.send(("round", _local_round(fn, runs, warm_s)))
+
+
+def _build(contender: ProcessContender, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+    if contender.kind == "artifact":
+        from ..runtime import load
+
+        return load(contender.path).bound_call(feeds)
+    if contender.kind == "onnxruntime":
+        from .baselines import OrtSession
+
+        session = OrtSession(contender.path, contender.threads)
+        return lambda: session(feeds)
+    raise ValueError(f"unknown contender kind {contender.kind!r}")
