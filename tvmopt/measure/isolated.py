@@ -4,14 +4,18 @@ Interleaved in one process, two engines' thread pools slow each other: each spin
 next call on the cores the other needs (the tuned demo CNN: 71 us alone, 124 us interleaved with
 ONNX Runtime in one process; benchmarks/interference.py). A deployment runs one engine, so here
 each contender loads in its own process and the rounds still alternate, so that machine noise
-hits every contender alike. Each round starts with WARM_S of untimed calls: the previous
-contender's workers stop spinning meanwhile and this one's reach their steady state. (An idle
-pause instead would time ONNX Runtime cold: 10-15% slower after 50 ms idle, measured here.)
+hits every contender alike. The processes not timing a round are stopped (SIGSTOP): an idle
+engine's pool still spins (TVM's workers sched_yield for 300000 turns after a call), which slowed
+ONNX Runtime from 68 to 92-116 us beside an idle TVM process here. Each round starts with WARM_S
+of untimed calls, so that the engine's own workers reach their steady state (an idle pause
+instead would time it cold: ONNX Runtime 10-15% slower after 50 ms idle, measured here).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -30,7 +34,7 @@ from ..errors import TvmoptError
 class MeasureError(TvmoptError):
     """A timing process failed to start or died."""
 
-WARM_S = 0.03  # longer than a thread pool spins after its last call (TVM's and ORT's defaults)
+WARM_S = 0.03
 START_TIMEOUT_S = 120.0
 
 
@@ -56,6 +60,7 @@ def isolated_medians(contenders: dict[str, ProcessContender | Callable[[], objec
                 children[name] = _Child.start(name, contender, feeds, runs, warm_s)
         for child in children.values():
             child.reply(START_TIMEOUT_S)  # loaded and warmed up
+            child.pause()
         for fn in (c for c in contenders.values() if not isinstance(c, ProcessContender)):
             fn()  # warm-up: first calls allocate, JIT, fill caches
         per_round: dict[str, list[float]] = {name: [] for name in contenders}
@@ -63,8 +68,11 @@ def isolated_medians(contenders: dict[str, ProcessContender | Callable[[], objec
             for name, contender in contenders.items():
                 ctrl_c.check()  # a Ctrl-C whose KeyboardInterrupt got lost still ends the loop
                 if name in children:
-                    children[name].connection.send(True)
-                    per_round[name].append(children[name].reply(None))
+                    child = children[name]
+                    child.resume()
+                    child.connection.send(True)
+                    per_round[name].append(child.reply(None))
+                    child.pause()
                 else:
                     per_round[name].append(_local_round(contender, runs, warm_s))
         return {name: statistics.median(values) for name, values in per_round.items()}
@@ -114,8 +122,15 @@ class _Child:
             raise MeasureError(f"{self.name}: {value}")
         return value
 
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         with contextlib.suppress(OSError):
+            self.resume()
             self.connection.send(None)
         try:
             self.process.wait(5)
@@ -156,9 +171,8 @@ def _reply(name: str, process, parent, timeout: float | None) -> float:
 
 def child_main(fd: int) -> None:
     """A timing process: build the contender, warm it up, then time one round per request."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the children
+    _die_with_parent()
     connection = Connection(fd)
     contender, feeds, runs, warm_s = connection.recv()
     try:
@@ -171,6 +185,18 @@ def child_main(fd: int) -> None:
     with contextlib.suppress(EOFError):  # the parent went away: nothing left to time
         while connection.recv():
             connection.send(("round", _local_round(fn, runs, warm_s)))
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies; a child left stopped would wait forever."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's cleanup still resumes and ends it
+        pass
+    if os.getppid() == 1:  # the parent died before the call above
+        os._exit(1)
 
 
 def _build(contender: ProcessContender, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
