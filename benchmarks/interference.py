@@ -6,7 +6,7 @@ pools (each spin-waits between calls) can instead slow each other: this script t
 and the ONNX file it was compiled from, each in a fresh process alone, then both interleaved
 (optionally with an idle gap before each batch of calls), and prints the medians.
 
-    .venv/bin/python benchmarks/interference.py ARTIFACT MODEL.onnx [--repeats 2] [--gap-ms 50] [--ort-no-spin]
+    .venv/bin/python benchmarks/interference.py ARTIFACT MODEL.onnx [--repeats 2] [--gap-ms 50] [--ort-no-spin] [--isolated]
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-ms", type=float, default=50, help="idle time before each batch, interleaved-with-gap rows")
     parser.add_argument("--ort-no-spin", action="store_true",
                         help="ONNX Runtime's intra-op workers block instead of spin-waiting between calls")
+    parser.add_argument("--isolated", action="store_true",
+                        help="also time both the way `tvmopt demo` does (measure/isolated.py), --repeats times")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ort_no_spin:
@@ -72,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                ("interleaved", 0, ["tvmopt", "onnxruntime"]),
                (f"interleaved, {args.gap_ms:g} ms gap", args.gap_ms / 1e3, ["tvmopt", "onnxruntime"])]
     print(f"median us per call over {ROUNDS} rounds x {CALLS} calls, each line a fresh process")
+    if args.isolated:  # what `tvmopt demo` does: one process per engine, rounds alternated
+        from tvmopt.measure.isolated import ProcessContender, isolated_medians
+        from tvmopt.runtime import load
+
+        feeds = load(args.artifact).random_inputs()
+        for _ in range(args.repeats):
+            medians = isolated_medians({"tvmopt": ProcessContender("artifact", args.artifact),
+                                        "onnxruntime": ProcessContender("onnxruntime", args.onnx)},
+                                       feeds, ROUNDS, CALLS)
+            print(f"{'isolated, alternated':28} " + " ".join(f"{n}={m * 1e3:.1f}" for n, m in medians.items()))
     for label, gap, engines in configs:
         for _ in range(args.repeats):
             out = subprocess.run([sys.executable, __file__, args.artifact, args.onnx, "--child", str(gap), *engines],
