@@ -43,10 +43,10 @@ def run(args) -> int:
             print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "
                   f"writes it): {tuning.untuned} kernel(s) use TVM's default schedule", file=sys.stderr)
         else:
+            # schedules_borrowed counts kernel functions, `untuned` distinct tasks (repeated layers share one)
             borrowed = len(tuning.schedules_borrowed)
-            default = tuning.untuned - borrowed
-            how = (f"{borrowed} of them run the schedule of a tuned kernel of the same ops (untuned sizes)"
-                   + (f", {default} TVM's default schedule" if default > 0 else "")) if borrowed else \
+            how = (f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel of the same ops "
+                   "(tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
                 "they use TVM's default schedule"
             print(f"note: the log {tuning.log_dir} holds no record for {tuning.untuned} of this model's "
                   f"{tuning.tasks_total} kernel(s); {how} (`tvmopt tune` them for speed)", file=sys.stderr)
