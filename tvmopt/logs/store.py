@@ -35,7 +35,7 @@ import tvm
 
 from .._compat import derived_object, ms
 from .._files import make_dirs, write_atomic, write_atomic_bytes
-from ..errors import LogError, path_error
+from ..errors import LogError, last_line, path_error
 from .workload import record_seconds, valid_run_seconds, workload_hash
 
 WORKLOAD_FILE = "database_workload.json"
@@ -76,11 +76,6 @@ def _some(numbers: list[int]) -> str:
     """At most five of `numbers`, sorted, for a warning."""
     unique = sorted(set(numbers))
     return ", ".join(map(str, unique[:5])) + (", ..." if len(unique) > 5 else "")
-
-
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "no message"
 
 
 def _record_from_json(as_json, workload):
@@ -334,7 +329,7 @@ class LogDatabase(ms.database.PyDatabase):
             try:
                 record = _record_from_json(as_json, workload)
             except Exception as err:  # noqa: BLE001 - a bad line must never crash a session
-                unreadable.setdefault(f"{type(err).__name__}: {_first_line(err)}", []).append(lineno + 1)
+                unreadable.setdefault(f"{type(err).__name__}: {last_line(err, 200)}", []).append(lineno + 1)
                 continue
             if not bound:
                 self._unbound.append(dumps([line_digest(raw), self._hash_by_index[index]]))
