@@ -91,14 +91,20 @@ def test_symbolic_artifacts_work_as_before(mlp_dynamic_onnx, tmp_path):
     assert predictor.max_batch_size == 1 and predictor.batch_dim == "batch"
 
 
+def _tune_then_compile(onnx_path, logs, out, tune_sizes: str):
+    """`tvmopt tune --batch-sizes TUNE_SIZES` (smoke, 2 trials a task), then `compile --batch-sizes 1,8`."""
+    proc = run_cli("tune", str(onnx_path), "--batch-sizes", tune_sizes, "--budget", "smoke",
+                   "--trials-per-task", "2", "--log-dir", str(logs), "--no-progress", "--no-check")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("compile", str(onnx_path), "--batch-sizes", "1,8", "--log-dir", str(logs), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_tune_and_compile_cli_with_batch_sizes_share_one_log(mlp_dynamic_onnx, tmp_path):
     """One tuning session covers every bucket's kernels; compile applies them to every bucket."""
     logs, out = tmp_path / "logs", tmp_path / "art"
-    proc = run_cli("tune", str(mlp_dynamic_onnx), "--batch-sizes", "1,8", "--budget", "smoke",
-                   "--trials-per-task", "2", "--log-dir", str(logs), "--no-progress", "--no-check")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("compile", str(mlp_dynamic_onnx), "--batch-sizes", "1,8", "--log-dir", str(logs), "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
+    proc = _tune_then_compile(mlp_dynamic_onnx, logs, out, tune_sizes="1,8")
     assert "batch sizes 1,8" in proc.stdout
     manifest = tvmopt.load(out).artifact.manifest
     tasks = {r.task for r in manifest.tuning.records_applied}
@@ -113,12 +119,8 @@ def test_tune_and_compile_cli_with_batch_sizes_share_one_log(mlp_dynamic_onnx, t
 def test_untuned_buckets_borrow_the_tuned_buckets_schedules(mlp_dynamic_onnx, tmp_path):
     """Only batch 1 tuned: the batch-8 kernels run the schedule of the same layer's batch-1 kernel
     (not TVM's scalar default, which ran a batch-16 MLP 170 ms against 1 ms), and still match ORT."""
-    logs, out = tmp_path / "logs", tmp_path / "art"
-    proc = run_cli("tune", str(mlp_dynamic_onnx), "--batch-sizes", "1", "--budget", "smoke",
-                   "--trials-per-task", "2", "--log-dir", str(logs), "--no-progress", "--no-check")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("compile", str(mlp_dynamic_onnx), "--batch-sizes", "1,8", "--log-dir", str(logs), "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "art"
+    proc = _tune_then_compile(mlp_dynamic_onnx, tmp_path / "logs", out, tune_sizes="1")
     tuning = tvmopt.load(out).artifact.manifest.tuning
     tuned = {r.task for r in tuning.records_applied}
     assert tuned and tuning.untuned == len(tuned), tuning  # the batch-8 copies of the batch-1 kernels

@@ -26,7 +26,7 @@ from .buckets import with_batch_buckets
 from .codegen import build, device_code, explain_build_failure, export_library
 from .int8_schedule import schedule_int8_kernels
 from .options import GraphOptions
-from .package import write_artifact
+from .package import check_output, write_artifact
 from .layout import block_size
 from .passes import fuse
 from .records import apply_records, reference_blocks
@@ -51,6 +51,7 @@ def compile(  # noqa: A001 - the pipeline's verb
     (buckets.py).
     """
     options = options or GraphOptions()
+    check_output(output)
     if batch_sizes:
         model = with_batch_buckets(model, batch_sizes)
     spec = get_target(target)

@@ -9,6 +9,7 @@ umask's), so a service running as another user can load the artifact.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import replace
@@ -50,6 +51,17 @@ def write_artifact(output: str | Path, manifest: Manifest, write_library: Callab
     finally:
         staging.release(remove=not published)
     return Artifact(output, manifest)
+
+
+def check_output(output: str | Path) -> None:
+    """Fail before a build of minutes when `output` cannot become an artifact (a file in the way,
+    a directory that is not an artifact); write_artifact checks again when it writes."""
+    output = Path(output)
+    _check_replaceable(output)
+    parent = make_dirs(output.parent, ArtifactError, "choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
+        raise path_error(denied, "write an artifact there", parent, ArtifactError)
 
 
 def _check_replaceable(output: Path) -> None:
