@@ -52,7 +52,7 @@ def isolated_medians(contenders: dict[str, ProcessContender | Callable[[], objec
                      rounds: int, runs: int, warm_s: float = WARM_S) -> dict[str, float]:
     """Median over rounds of each contender's per-round median call time (ms). ProcessContenders
     run in their own process on `feeds`; a plain callable runs in this process (while it runs the
-    children wait, their pools asleep)."""
+    children are stopped)."""
     children: dict[str, _Child] = {}
     try:
         for name, contender in contenders.items():
@@ -98,7 +98,9 @@ class _Child:
               warm_s: float) -> "_Child":
         ours, theirs = socket.socketpair()
         code = f"from tvmopt.measure.isolated import child_main; child_main({theirs.fileno()})"
-        process = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
+        # The child imports tvmopt from where this process did (a script may have put it on sys.path).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()], env=env,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         connection = Connection(ours.detach())
