@@ -1,5 +1,6 @@
-"""Batch buckets: one artifact with a static function per batch size; the predictor pads to the next
-bucket and slices; tuning covers every bucket in one log; symbolic and static artifacts unchanged."""
+"""Batch buckets: one artifact with a static function per batch size; the predictor splits a batch
+into the buckets that its timed calls show cheapest (padding where that pays) and slices; tuning
+covers every bucket in one log; symbolic and static artifacts unchanged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tvmopt
 from conftest import ort_run, run_cli
 from tvmopt.errors import InputSpecError
 from tvmopt.runtime.artifact import Manifest
+from tvmopt.runtime.batching import BucketPlanner
 from tvmopt.specs import BatchBuckets, TensorSpec
 
 
@@ -33,12 +35,44 @@ def test_one_artifact_one_manifest_with_the_buckets(bucketed):
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 5, 16, 17, 40])
-def test_any_batch_size_pads_to_the_next_bucket_and_matches_onnxruntime(bucketed, mlp_dynamic_onnx, rows):
+def test_any_batch_size_runs_on_the_buckets_and_matches_onnxruntime(bucketed, mlp_dynamic_onnx, rows):
     predictor = tvmopt.load(bucketed.path)
     x = np.random.default_rng(rows).standard_normal((rows, 64)).astype("float32")
     out = predictor(x)[0]
     assert out.shape == (rows, 10)
     np.testing.assert_allclose(out, ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_planner_pads_only_where_padding_is_cheaper():
+    buckets = BatchBuckets.named("batch", (1, 4, 16))
+    planner = BucketPlanner(buckets)
+    # Nothing timed yet: rows plus a quarter row per call, so 15 rows pad to 16, 5 run as 4+1.
+    assert planner.plan(15) == [16] and planner.plan(5) == [4, 1] and planner.plan(40) == [16, 16, 4, 4]
+    # Per-row cost flat across buckets (bert4 with borrowed schedules: 9.4, 38.7, 168 ms): no padding.
+    for size, seconds in ((1, 9.4e-3), (4, 38.7e-3), (16, 168e-3)):
+        for _ in range(1 + BucketPlanner.TRUSTED_AFTER):  # the first call is a cold start, not counted
+            planner.record(size, seconds)
+    assert planner.plan(5) == [1] * 5 and planner.plan(16) == [1] * 16
+    # Big buckets far cheaper per row (a small MLP's per-call overhead): pad 2 rows to 4, 13 to 16.
+    planner = BucketPlanner(buckets)
+    for size, seconds in ((1, 90e-6), (4, 100e-6), (16, 300e-6)):
+        for _ in range(1 + BucketPlanner.TRUSTED_AFTER):
+            planner.record(size, seconds)
+    assert planner.plan(2) == [4] and planner.plan(13) == [16] and planner.plan(17) == [16, 1]
+
+
+def test_the_predictor_plans_from_its_own_timed_calls(bucketed, mlp_dynamic_onnx):
+    predictor = tvmopt.load(bucketed.path)
+    rng = np.random.default_rng(1)
+    for rows in (1, 4, 16) * (1 + BucketPlanner.TRUSTED_AFTER):
+        predictor(rng.standard_normal((rows, 64)).astype("float32"))
+    costs = predictor._planner.costs()
+    assert all(0 < seconds < 1 for seconds in costs.values()), costs  # measured seconds, not the row prior
+    for rows in range(1, 34):
+        plan = predictor._planner.plan(rows)
+        assert sum(plan) >= rows and sum(plan) - plan[-1] < rows, plan  # covers, only the last run padded
+        x = rng.standard_normal((rows, 64)).astype("float32")
+        np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
 def test_predict_batch_merges_inputs_on_the_bucket_path(bucketed):

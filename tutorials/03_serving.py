@@ -35,7 +35,7 @@ sizes = (1, 4, 16)
 tvmopt.tune(model, "host", budget=args.budget, log_root=args.log_root, batch_sizes=sizes)
 artifact = tvmopt.compile(model, "host", args.output, log_root=args.log_root, batch_sizes=sizes)
 print("batch buckets:", artifact.manifest.batch_buckets)
-predictor = tvmopt.load(artifact.path)  # pads any batch to the next bucket and slices the outputs
+predictor = tvmopt.load(artifact.path)  # runs any batch on the buckets, padding where that is cheaper
 reference = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
 # 3. Serve it: `tvmopt serve ARTIFACT --port 8000` in a shell; here a child process on a free port.

@@ -39,7 +39,8 @@ class BatchBuckets:
     """Batch sizes compiled as static copies of the model, one VM function each (e.g. main_b4).
 
     Inputs and outputs keep the batch dim `dim` (axis 0) symbolic; a batch of any size runs in
-    the smallest bucket that holds it, padded, with the outputs sliced back (runtime/batching.py).
+    the buckets that run it cheapest, padded where that pays, outputs sliced back
+    (runtime/batching.py).
     """
 
     dim: str

@@ -20,7 +20,7 @@ def batch_sizes_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-sizes", metavar="N,N,...",
         help="one static copy of the model per batch size (e.g. 1,4,16), tuned/compiled into one artifact; "
-             "the runtime pads a batch to the next size. Needs a dynamic batch dim at axis 0",
+             "the runtime splits a batch over the sizes that run it cheapest. Needs a dynamic batch dim at axis 0",
     )
 
 

@@ -60,6 +60,8 @@ class Predictor:
             raise ArtifactError(f"{artifact.path}: cannot load its library: {lines[-1] if lines else err}") from err
         self._local = threading.local()
         self._local.vm = vm
+        buckets = artifact.manifest.batch_buckets
+        self._planner = batching.BucketPlanner(buckets) if buckets is not None else None
 
     # ----------------------------------------------------------------- running
 
@@ -68,10 +70,11 @@ class Predictor:
 
     def run_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run on arrays already checked against `inputs` (in their order). A bucketed artifact
-        pads the batch to the next compiled batch size and slices the outputs back."""
+        runs the batch on the compiled batch sizes that its timed calls show cheapest (padding
+        where that pays) and slices the outputs back."""
         buckets = self.artifact.manifest.batch_buckets
         if buckets is not None:
-            return batching.run_bucketed(self._run_function, buckets, self.inputs, arrays)
+            return batching.run_bucketed(self._run_function, buckets, self.inputs, arrays, self._planner)
         return self._run_function("main", arrays)
 
     def run_many(self, requests: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:

@@ -4,7 +4,8 @@ Each model has one queue and one thread that runs it (a CPU model already uses e
 runs at once would only compete). A batch closes when it holds `max_batch_size` rows, or when
 the oldest request has waited `max_queue_delay` (0: take what is queued now, so batches form
 by themselves while the model is busy). The run itself is the runtime's: Predictor.run_many,
-which pads to the artifact's next batch bucket and slices the outputs.
+which runs the batch on the artifact's batch buckets (padding where that is cheaper) and
+slices the outputs.
 """
 
 from __future__ import annotations
