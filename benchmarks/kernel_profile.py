@@ -1,10 +1,12 @@
 """Where the time goes, kernel by kernel: tvmopt's tuned kernels against ONNX Runtime's nodes.
 
     .venv/bin/python benchmarks/kernel_profile.py resnet18 --target x86-avx512 [--log-dir tuning_logs] [--top 8]
+    .venv/bin/python benchmarks/kernel_profile.py model_int8.onnx --log-dir LOGS   # any ONNX file
 
 TVM side: each fused kernel's time inside the model compiled with the log, over 50 runs (the VM's
 instrument hook). ORT side: its own profiler over 50 runs, per node, averaged. Both
-are grouped by operator class (conv, matmul/gemm, other) so the gap can be pinned on a class.
+are grouped by operator class (conv, matmul/gemm, int8 gemm, other) so the gap can be pinned on a
+class; the int8 class is held against the int8 dot-product peak, the others against fp32's.
 """
 
 from __future__ import annotations
@@ -22,8 +24,13 @@ from tvmopt.frontends import zoo
 from tvmopt.logs.workload import estimate_flops
 
 
+INT8_OPS = ("int8_gemm", "matmulinteger", "dynamicquantizematmul", "qlinearmatmul", "qgemm")
+
+
 def op_class(name: str) -> str:
     name = name.lower()
+    if any(op in name for op in INT8_OPS):
+        return "int8 gemm"
     if "conv" in name:
         return "conv"
     if "matmul" in name or "gemm" in name or "dense" in name:
@@ -106,35 +113,49 @@ def ort_nodes(onnx_path: Path, feeds: dict, runs: int = 50) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="zoo name")
+    parser.add_argument("model", help="zoo name, or an .onnx file (random inputs)")
     parser.add_argument("--target", default="host")
     parser.add_argument("--log-dir", default="tuning_logs")
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tvmopt-profile-"))
-    entry = zoo.ZOO[args.model]
-    onnx_path = entry.export_onnx(tmp / f"{args.model}.onnx")
-    feeds = {n: t.numpy() for n, t in zip(entry.input_names, entry.example_inputs())}
-    tvm_rows = tvm_kernels(tvmopt.import_model(onnx_path), args.target, Path(args.log_dir))
+    from peak import peak_gflops, peak_int8_gops
+
+    # Peaks first: right after a run, ONNX Runtime's pool threads still spin and halved the fp32 peak.
+    _, fp32_peak = peak_gflops()
+    _, int8_peak = peak_int8_gops()
+    if args.model.endswith(".onnx"):
+        from tvmopt.runtime.inputs import random_inputs
+
+        onnx_path = Path(args.model)
+        model = tvmopt.import_model(onnx_path)
+        feeds = random_inputs(model.inputs)
+    else:
+        entry = zoo.ZOO[args.model]
+        onnx_path = entry.export_onnx(tmp / f"{args.model}.onnx")
+        feeds = {n: t.numpy() for n, t in zip(entry.input_names, entry.example_inputs())}
+        model = tvmopt.import_model(onnx_path)
+    tvm_rows = tvm_kernels(model, args.target, Path(args.log_dir))
     ort_rows = ort_nodes(onnx_path, feeds)
 
-    from peak import peak_gflops
-
-    _, peak = peak_gflops()
-    print(f"### {args.model} on {args.target}: kernel time per inference (us)\n")
-    print(f"GFLOP/s of a class = the model's FLOPs in that class (TVM's count, the same work for both) / time;"
-          f" % of this machine's measured fp32 peak ({peak:.0f} GFLOP/s on all cores, benchmarks/peak.py).\n")
-    print("| class | MFLOP | TVM us (in the model) | TVM GFLOP/s (% peak) | ORT us (profiler) "
-          "| ORT GFLOP/s (% peak) | TVM/ORT |\n|---|---|---|---|---|---|---|")
-    classes = ["conv", "matmul/gemm", "other"]
+    print(f"### {Path(args.model).stem} on {args.target}: kernel time per inference (us)\n")
+    print(f"G(FL)OP/s of a class = the model's operations in that class (TVM's count, the same work for both) / time;"
+          f" % of this machine's measured peak on all cores (benchmarks/peak.py): fp32 FMA {fp32_peak:.0f} GFLOP/s,"
+          f" int8 u8 x s8 dot product {int8_peak:.0f} GOP/s for the int8 gemm class.\n")
+    print("| class | M(FL)OP | TVM us (in the model) | TVM G(FL)OP/s (% peak) | ORT us (profiler) "
+          "| ORT G(FL)OP/s (% peak) | TVM/ORT |\n|---|---|---|---|---|---|---|")
+    classes = ["conv", "matmul/gemm", "int8 gemm", "other"]
     for cls in classes + ["total"]:
+        peak = int8_peak if cls == "int8 gemm" else fp32_peak
         tvm_us = sum(r["us"] or 0 for r in tvm_rows if cls == "total" or op_class(r["name"]) == cls)
         ort_us = sum(r["us"] for r in ort_rows if cls == "total" or op_class(r["op"]) == cls)
         flops = sum(r["flops"] for r in tvm_rows if cls == "total" or op_class(r["name"]) == cls)
         ratio = f"{tvm_us / ort_us:.2f}x" if ort_us else "-"
 
-        def rate(us: float, flops: float = flops) -> str:
-            return f"{flops / us / 1e3:.0f} ({100 * flops / us / 1e3 / peak:.0f}%)" if us and flops else "-"
+        def rate(us: float, flops: float = flops, peak: float = peak) -> str:
+            if not us or not flops:
+                return "-"
+            return f"{flops / us / 1e3:.0f} ({100 * flops / us / 1e3 / peak:.0f}%)" if cls != "total" else f"{flops / us / 1e3:.0f}"
 
         print(f"| {cls} | {flops / 1e6:.0f} | {tvm_us:.0f} | {rate(tvm_us)} | {ort_us:.0f} | {rate(ort_us)} | {ratio} |")
     print(f"\nTop {args.top} TVM kernels | us || Top {args.top} ORT nodes | us\n---|---||---|---")
