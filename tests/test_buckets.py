@@ -75,6 +75,15 @@ def test_the_predictor_plans_from_its_own_timed_calls(bucketed, mlp_dynamic_onnx
         np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
+def test_warm_up_times_every_bucket(bucketed, mlp_dynamic_onnx):
+    predictor = tvmopt.load(bucketed.path)
+    assert predictor._planner.timed == ()
+    assert predictor.warm_up()
+    assert predictor._planner.timed == (1, 4, 16)
+    x = np.random.default_rng(2).standard_normal((6, 64)).astype("float32")
+    np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
 def test_predict_batch_merges_inputs_on_the_bucket_path(bucketed):
     predictor = tvmopt.load(bucketed.path)
     rng = np.random.default_rng(0)

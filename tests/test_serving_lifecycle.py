@@ -89,6 +89,30 @@ def test_workers_share_the_port_and_the_metrics(mlp_artifact):
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
 
 
+def test_a_model_that_fails_its_warm_up_is_still_served(tmp_path):
+    """The warm-up's inputs are not valid for every model (here: ids 10..14 into a 5-row table;
+    the warm-up sends integer 0s); the failure is logged and the model's valid requests served."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    table = np.arange(10, dtype=np.float32).reshape(5, 2)
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["index", "first"], ["row"]),
+         helper.make_node("Gather", ["table", "row"], ["rows"], axis=0)], "lookup",
+        [helper.make_tensor_value_info("index", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [5, 2], table.ravel()),
+         helper.make_tensor("first", TensorProto.INT64, [], [10])])
+    path = tmp_path / "lookup.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with start_server([path]) as server:
+        body = json.dumps({"inputs": [{"name": "index", "shape": [2], "datatype": "INT64", "data": [14, 11]}]}).encode()
+        request = urllib.request.Request(server.url + "/v2/models/lookup/infer", body)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["outputs"][0]["data"] == [8.0, 9.0, 2.0, 3.0]
+        assert "lookup: warm-up on random inputs failed" in server.log(), server.log()
+
+
 def test_startup_errors_are_one_line(tmp_path, mlp_artifact):
     proc = run_cli("serve", str(tmp_path / "missing"), "--port", "0", timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == f"tvmopt: error: {tmp_path / 'missing'}: no such artifact"

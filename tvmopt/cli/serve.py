@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--max-request-mb", type=float, default=64, help="largest request body (default 64 MB)")
     p.add_argument("--grace-s", type=float, default=30.0,
                    help="on SIGTERM, the longest to wait for requests in flight (default 30 s)")
+    p.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                   help="start serving without first running each model (and each batch size) a few times on "
+                        "random inputs; by default the first requests do not pay the one-time costs")
     p.set_defaults(func=run)
 
 
@@ -38,5 +41,6 @@ def run(args) -> int:
     from ..serving.server import serve
 
     serve(args.artifacts, host=args.host, port=args.port, workers=args.workers, max_batch_size=args.max_batch_size,
-          max_queue_delay_ms=args.max_queue_delay_ms, max_request_mb=args.max_request_mb, grace_s=args.grace_s)
+          max_queue_delay_ms=args.max_queue_delay_ms, max_request_mb=args.max_request_mb, grace_s=args.grace_s,
+          warm_up=args.warm_up)
     return 0

@@ -94,9 +94,14 @@ class BucketPlanner:
         if len(samples) == self.TRUSTED_AFTER or self._timed % self.REPLAN_EVERY == 0:
             self._plans = None
 
+    @property
+    def timed(self) -> tuple[int, ...]:
+        """The buckets whose cost is their own measured median (the others' is scaled)."""
+        return tuple(s for s, q in self._samples.items() if len(q) >= self.TRUSTED_AFTER)
+
     def costs(self) -> dict[int, float]:
         """Estimated cost of one call per bucket (seconds once any bucket is timed, else rows)."""
-        timed = {s: statistics.median(list(q)) for s, q in self._samples.items() if len(q) >= self.TRUSTED_AFTER}
+        timed = {s: statistics.median(list(self._samples[s])) for s in self.timed}
         if not timed:
             return {s: s + 0.25 for s in self.buckets.sizes}
         costs = {}

@@ -27,6 +27,18 @@ def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.nd
     return out
 
 
+def warm_up_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """random_inputs with every integer 0 (masks still 1s): inputs for unattended warm-up runs.
+    An integer input may index a table of any size, and TVM's gathers do not check bounds (ONNX
+    Gather imports as take(mode="fast")): a random index past a small table reads past its end."""
+    out = random_inputs(specs, seed)
+    for spec in specs:
+        array = out[spec.name]
+        if array.dtype.kind in "iu" and "mask" not in spec.name.lower():
+            array[...] = 0
+    return out
+
+
 def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[str, Any] | None,
                 cast: bool = False) -> list[np.ndarray]:
     """Match positional/keyword inputs to `specs`, check names, shapes and dtypes; one array per spec.

@@ -16,7 +16,7 @@ from ..errors import ArtifactError, InputSpecError, UsageError
 from ..specs import TensorSpec, signature
 from . import batching, tvm_runtime
 from .artifact import Artifact
-from .inputs import bind_inputs, random_inputs
+from .inputs import bind_inputs, random_inputs, warm_up_inputs
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,30 @@ class Predictor:
         if buckets is not None:
             return random_inputs(batching.with_rows(self.inputs, buckets.dim, rows or buckets.sizes[0]), seed)
         return random_inputs(self.inputs, seed)
+
+    def warm_up(self, calls: int = 1 + batching.BucketPlanner.TRUSTED_AFTER) -> bool:
+        """Run every compiled batch size `calls` times, so that one-time costs (first allocations,
+        the thread pool's start) stay out of the first real calls and a bucketed artifact splits
+        batches by measured costs from the start. Inputs: warm_up_inputs (integers 0); a
+        symbolic batch dim gets 1 row. False when other dims are symbolic (no inputs to make)."""
+        buckets = self.artifact.manifest.batch_buckets
+        dim = buckets.dim if buckets else self.batch_dim
+        sizes: Sequence[int | None] = buckets.sizes if buckets else ([1] if dim else [None])
+        try:
+            batches = [(size, warm_up_inputs(batching.with_rows(self.inputs, dim, size) if size else self.inputs))
+                       for size in sizes]
+        except InputSpecError:
+            return False
+        for size, inputs in batches:
+            arrays = [inputs[s.name] for s in self.inputs]
+            for _ in range(calls):
+                if buckets is None:
+                    self.run_arrays(arrays)
+                    continue
+                began = time.perf_counter()  # this bucket itself, whatever the planner would pick
+                self._run_function(buckets.function(size), arrays)
+                self._planner.record(size, time.perf_counter() - began)
+        return True
 
     def signature(self) -> str:
         return signature(self.inputs)

@@ -3,6 +3,7 @@ an ONNX file through ONNX Runtime, serving/ort_backend.py), behind one small int
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..errors import ArtifactError
 from ..specs import TensorSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+log = logging.getLogger("tvmopt.serve")
 
 
 class ServedModel(Protocol):
@@ -29,6 +31,10 @@ class ServedModel(Protocol):
 
     def run_many(self, requests: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """One list of outputs per request (each a list of input arrays in `inputs` order)."""
+        ...
+
+    def warm_up(self) -> bool:
+        """A few runs on random inputs before serving; False when there is nothing to draw them for."""
         ...
 
 
@@ -52,6 +58,9 @@ class ArtifactModel:
 
     def run_many(self, requests: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         return self.predictor.run_many(requests)
+
+    def warm_up(self) -> bool:
+        return self.predictor.warm_up()
 
 
 def parse_model_arg(text: str) -> tuple[str | None, Path]:
@@ -88,7 +97,9 @@ def load_model(text: str) -> ServedModel:
     return ArtifactModel(path, name)
 
 
-def load_models(args: Sequence[str]) -> list[ServedModel]:
+def load_models(args: Sequence[str], warm_up: bool = False) -> list[ServedModel]:
+    """Load every model argument (names must be unique and URL-safe); `warm_up` runs each on random
+    inputs first. A warm-up that fails is logged, not fatal: the model's requests report its error."""
     models = [load_model(a) for a in args]
     seen: dict[str, str] = {}
     for arg, model in zip(args, models):
@@ -98,4 +109,11 @@ def load_models(args: Sequence[str]) -> list[ServedModel]:
             raise ArtifactError(f"{arg} and {seen[model.name]} are both named '{model.name}'; "
                                 f"rename one: NAME={arg}")
         seen[model.name] = arg
+    for model in models if warm_up else ():
+        try:
+            if not model.warm_up():
+                log.info("%s: not warmed up (symbolic input dims: no random inputs to draw)", model.name)
+        except Exception as err:  # noqa: BLE001 - whatever the model raises on random inputs
+            log.warning("%s: warm-up on random inputs failed (%s); serving it anyway", model.name,
+                        str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)
     return models

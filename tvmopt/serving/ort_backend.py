@@ -12,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, require
-from ..runtime.batching import batch_dim, run_merged
+from ..errors import ArtifactError, InputSpecError, require
+from ..runtime.batching import batch_dim, run_merged, with_rows
+from ..runtime.inputs import warm_up_inputs
 from ..specs import TensorSpec
 
 _ORT_TYPES = {
@@ -53,6 +54,15 @@ class OrtModel:
         if self.batch_dim is None:
             return [self._run(r) for r in requests]
         return run_merged(self._run, requests)
+
+    def warm_up(self) -> bool:
+        try:
+            inputs = warm_up_inputs(with_rows(self.inputs, self.batch_dim, 1) if self.batch_dim else self.inputs)
+        except InputSpecError:
+            return False
+        for _ in range(2):
+            self._run([inputs[name] for name in self._names])
+        return True
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         try:

@@ -39,6 +39,7 @@ class ServeSettings:
     max_queue_delay_ms: float = 0.0
     max_request_bytes: int = 64 << 20
     grace_s: float = 30.0  # the longest a drain waits for requests in flight
+    warm_up: bool = True  # run each model (each batch bucket) on random inputs before serving
 
     def check(self) -> None:
         if not self.models:
@@ -53,10 +54,10 @@ class ServeSettings:
 
 def serve(models: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           max_batch_size: int | None = None, max_queue_delay_ms: float = 0.0, max_request_mb: float = 64,
-          grace_s: float = 30.0) -> None:
+          grace_s: float = 30.0, warm_up: bool = True) -> None:
     """Serve artifacts over the Open Inference Protocol until SIGTERM/SIGINT (blocks)."""
     settings = ServeSettings(tuple(str(m) for m in models), host, port, workers, max_batch_size,
-                             max_queue_delay_ms, int(max_request_mb * (1 << 20)), grace_s)
+                             max_queue_delay_ms, int(max_request_mb * (1 << 20)), grace_s, warm_up)
     run(settings)
 
 
@@ -67,7 +68,7 @@ def run(settings: ServeSettings) -> None:
         if settings.workers == 1:
             from .models import load_models
 
-            models = load_models(settings.models)
+            models = load_models(settings.models, warm_up=settings.warm_up)
             _announce(settings, sock, [m.name for m in models])
             _serve_socket(settings, sock, models)
         else:
@@ -95,7 +96,7 @@ def _worker(settings: ServeSettings, sock: socket.socket) -> None:
     """A worker process of the supervisor: load the models, serve the shared socket."""
     from .models import load_models
 
-    _serve_socket(settings, sock, load_models(settings.models))
+    _serve_socket(settings, sock, load_models(settings.models, warm_up=settings.warm_up))
 
 
 class DrainingServer(uvicorn.Server):
