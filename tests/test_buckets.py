@@ -61,6 +61,20 @@ def test_the_planner_pads_only_where_padding_is_cheaper():
     assert planner.plan(2) == [4] and planner.plan(13) == [16] and planner.plan(17) == [16, 1]
 
 
+def test_a_bucket_the_plans_left_is_timed_again():
+    """A cold first measurement (16 rows: 1.3 ms against 0.5 warm on the MLP) must not keep 16-row
+    batches on 4-row calls for good: every EXPLORE_EVERY-th batch runs padded to the next bucket."""
+    planner = BucketPlanner(BatchBuckets.named("batch", (4, 16)))
+    for size, seconds in ((4, 180e-6), (16, 1300e-6)):
+        for _ in range(1 + BucketPlanner.TRUSTED_AFTER):
+            planner.record(size, seconds)
+    plans = [planner.plan(16) for _ in range(BucketPlanner.EXPLORE_EVERY)]
+    assert plans.count([4, 4, 4, 4]) == BucketPlanner.EXPLORE_EVERY - 1 and plans[-1] == [16]
+    for _ in range(BucketPlanner.REPLAN_EVERY):  # the explored call and later ones: 16 rows warm
+        planner.record(16, 500e-6)
+    assert planner.plan(16) == [16]
+
+
 def test_the_predictor_plans_from_its_own_timed_calls(bucketed, mlp_dynamic_onnx):
     predictor = tvmopt.load(bucketed.path)
     rng = np.random.default_rng(1)
