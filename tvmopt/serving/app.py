@@ -52,8 +52,9 @@ class ServerState:
 
 
 def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = None, max_queue_delay_ms: float = 0.0,
-               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Starlette:
-    """The ASGI app serving `models`; its ServerState is `app.state.server`."""
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, warm_up: bool = True) -> Starlette:
+    """The ASGI app serving `models`; its ServerState is `app.state.server`. With `warm_up`, each
+    model runs a few times on its own runner thread at startup, before any request is taken."""
     state = ServerState({m.name: m for m in models}, max_batch_size, max_queue_delay_ms / 1e3, max_request_bytes)
 
     @contextlib.asynccontextmanager
@@ -62,6 +63,8 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
             batcher = DynamicBatcher(model, state.batch_size_of(model), state.max_queue_delay_s, state.metrics)
             batcher.start()
             state.batchers[model.name] = batcher
+        for batcher in state.batchers.values() if warm_up else ():
+            await batcher.warm_up()  # one model at a time: each uses every core
         yield
         for batcher in state.batchers.values():
             await batcher.stop()

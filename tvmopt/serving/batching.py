@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .metrics import Metrics
-from .models import ServedModel
+from .models import ServedModel, warm_up_model
 
 
 @dataclass
@@ -57,6 +57,12 @@ class DynamicBatcher:
             if not pending.future.done():
                 pending.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
+
+    async def warm_up(self) -> None:
+        """The model's warm-up, on the thread that will run its batches: TVM's thread pool and the
+        Predictor's VM and input tensors are per calling thread, so warming another thread would
+        leave this one cold."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, warm_up_model, self.model)
 
     @property
     def busy(self) -> bool:

@@ -97,9 +97,8 @@ def load_model(text: str) -> ServedModel:
     return ArtifactModel(path, name)
 
 
-def load_models(args: Sequence[str], warm_up: bool = False) -> list[ServedModel]:
-    """Load every model argument (names must be unique and URL-safe); `warm_up` runs each on random
-    inputs first. A warm-up that fails is logged, not fatal: the model's requests report its error."""
+def load_models(args: Sequence[str]) -> list[ServedModel]:
+    """Load every model argument (names must be unique and URL-safe)."""
     models = [load_model(a) for a in args]
     seen: dict[str, str] = {}
     for arg, model in zip(args, models):
@@ -109,11 +108,14 @@ def load_models(args: Sequence[str], warm_up: bool = False) -> list[ServedModel]
             raise ArtifactError(f"{arg} and {seen[model.name]} are both named '{model.name}'; "
                                 f"rename one: NAME={arg}")
         seen[model.name] = arg
-    for model in models if warm_up else ():
-        try:
-            if not model.warm_up():
-                log.info("%s: not warmed up (symbolic input dims: no random inputs to draw)", model.name)
-        except Exception as err:  # noqa: BLE001 - whatever the model raises on random inputs
-            log.warning("%s: warm-up on random inputs failed (%s); serving it anyway", model.name,
-                        str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)
     return models
+
+
+def warm_up_model(model: ServedModel) -> None:
+    """`model.warm_up()`, logged; a failure is not fatal (the model's requests report their errors)."""
+    try:
+        if not model.warm_up():
+            log.info("%s: not warmed up (symbolic input dims: no inputs to make)", model.name)
+    except Exception as err:  # noqa: BLE001 - whatever the model raises on the warm-up inputs
+        log.warning("%s: warm-up failed (%s); serving it anyway", model.name,
+                    str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)

@@ -68,7 +68,7 @@ def run(settings: ServeSettings) -> None:
         if settings.workers == 1:
             from .models import load_models
 
-            models = load_models(settings.models, warm_up=settings.warm_up)
+            models = load_models(settings.models)
             _announce(settings, sock, [m.name for m in models])
             _serve_socket(settings, sock, models)
         else:
@@ -84,7 +84,8 @@ def _serve_socket(settings: ServeSettings, sock: socket.socket, models) -> None:
     from .app import create_app
 
     app = create_app(models, max_batch_size=settings.max_batch_size,
-                     max_queue_delay_ms=settings.max_queue_delay_ms, max_request_bytes=settings.max_request_bytes)
+                     max_queue_delay_ms=settings.max_queue_delay_ms, max_request_bytes=settings.max_request_bytes,
+                     warm_up=settings.warm_up)
     # No access log and nothing reads the client's address: uvicorn's X-Forwarded-* middleware
     # (proxy_headers) would only add a layer to every request.
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning",
@@ -96,7 +97,7 @@ def _worker(settings: ServeSettings, sock: socket.socket) -> None:
     """A worker process of the supervisor: load the models, serve the shared socket."""
     from .models import load_models
 
-    _serve_socket(settings, sock, load_models(settings.models, warm_up=settings.warm_up))
+    _serve_socket(settings, sock, load_models(settings.models))
 
 
 class DrainingServer(uvicorn.Server):
