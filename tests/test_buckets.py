@@ -80,10 +80,10 @@ def test_the_predictor_plans_from_its_own_timed_calls(bucketed, mlp_dynamic_onnx
     rng = np.random.default_rng(1)
     for rows in (1, 4, 16) * (1 + BucketPlanner.TRUSTED_AFTER):
         predictor(rng.standard_normal((rows, 64)).astype("float32"))
-    costs = predictor._planner.costs()
+    costs = predictor.planner.costs()
     assert all(0 < seconds < 1 for seconds in costs.values()), costs  # measured seconds, not the row prior
     for rows in range(1, 34):
-        plan = predictor._planner.plan(rows)
+        plan = predictor.planner.plan(rows)
         assert sum(plan) >= rows and sum(plan) - plan[-1] < rows, plan  # covers, only the last run padded
         x = rng.standard_normal((rows, 64)).astype("float32")
         np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
@@ -91,9 +91,9 @@ def test_the_predictor_plans_from_its_own_timed_calls(bucketed, mlp_dynamic_onnx
 
 def test_warm_up_times_every_bucket(bucketed, mlp_dynamic_onnx):
     predictor = tvmopt.load(bucketed.path)
-    assert predictor._planner.timed == ()
+    assert predictor.planner.timed == ()
     assert predictor.warm_up()
-    assert predictor._planner.timed == (1, 4, 16)
+    assert predictor.planner.timed == (1, 4, 16)
     x = np.random.default_rng(2).standard_normal((6, 64)).astype("float32")
     np.testing.assert_allclose(predictor(x)[0], ort_run(mlp_dynamic_onnx, {"x": x})[0], rtol=1e-5, atol=1e-5)
 

@@ -149,12 +149,12 @@ class BucketPlanner:
         return plans
 
 
-def run_bucketed(run: RunFunction, buckets: BatchBuckets, specs: Sequence[TensorSpec],
-                 arrays: Sequence[np.ndarray], planner: BucketPlanner | None = None) -> list[np.ndarray]:
-    """Run a batch of any size on the compiled buckets, split as `planner` finds cheapest (each
-    run padded to its bucket where needed, its outputs sliced to the real rows, then joined).
-    Every run's time goes back to the planner."""
-    planner = planner or BucketPlanner(buckets)
+def run_bucketed(run: RunFunction, planner: BucketPlanner, specs: Sequence[TensorSpec],
+                 arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run a batch of any size on the planner's buckets, split as it finds cheapest (each run
+    padded to its bucket where needed, its outputs sliced to the real rows, then joined). Every
+    run's time goes back to the planner."""
+    buckets = planner.buckets
     total = rows_of(specs, arrays, buckets.dim)
     pieces: list[list[np.ndarray]] = []
     start = 0

@@ -72,10 +72,15 @@ class Predictor:
         """Run on arrays already checked against `inputs` (in their order). A bucketed artifact
         runs the batch on the compiled batch sizes that its timed calls show cheapest (padding
         where that pays) and slices the outputs back."""
-        buckets = self.artifact.manifest.batch_buckets
-        if buckets is not None:
-            return batching.run_bucketed(self._run_function, buckets, self.inputs, arrays, self._planner)
+        if self._planner is not None:
+            return batching.run_bucketed(self._run_function, self._planner, self.inputs, arrays)
         return self._run_function("main", arrays)
+
+    @property
+    def planner(self) -> batching.BucketPlanner | None:
+        """How a bucketed artifact splits batches over its batch sizes (`costs()`, `plan(rows)`);
+        None without buckets."""
+        return self._planner
 
     def run_many(self, requests: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """Run several bound inputs; merged into one batch along the batch dim where the model has

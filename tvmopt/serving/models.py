@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, last_line
 from ..specs import TensorSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -117,5 +117,4 @@ def warm_up_model(model: ServedModel) -> None:
         if not model.warm_up():
             log.info("%s: not warmed up (symbolic input dims: no inputs to make)", model.name)
     except Exception as err:  # noqa: BLE001 - whatever the model raises on the warm-up inputs
-        log.warning("%s: warm-up failed (%s); serving it anyway", model.name,
-                    str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)
+        log.warning("%s: warm-up failed (%s); serving it anyway", model.name, last_line(err))
