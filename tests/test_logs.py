@@ -112,3 +112,22 @@ def test_corrupt_export_file_is_one_line_error(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert str(bad) in proc.stderr and "tvmopt-log/1" in proc.stderr and "not valid JSON" in proc.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_a_best_only_read_keeps_each_workloads_best_record_and_counts(tuned_log):
+    """Compile reads logs best-only (parsing a record replays its trace: seconds for a big log);
+    what it applies must be what a full read would apply, and the trial counts must not change."""
+    from tvmopt.logs.store import LogDatabase
+    from tvmopt.logs.workload import record_seconds
+
+    full = LogDatabase(tuned_log.log_dir, readonly=True)
+    best = LogDatabase(tuned_log.log_dir, readonly=True, best_only=True)
+    assert len(best) == sum(full.best_record(mod) is not None for mod in full.workload_modules()) < len(full)
+    for mod in full.workload_modules():
+        a, b = full.best_record(mod), best.best_record(mod)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert str(a.trace) == str(b.trace) and record_seconds(a.run_secs) == record_seconds(b.run_secs)
+        assert (full.trials_for(mod), full.valid_trials_for(mod)) == (best.trials_for(mod), best.valid_trials_for(mod))
+    with pytest.raises(ValueError, match="read-only"):
+        LogDatabase(tuned_log.log_dir, best_only=True)
