@@ -57,6 +57,25 @@ def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_o
     assert plain.manifest.tuning.tasks_tuned == 0 and plain.manifest.tuning.reference_logs == ()
 
 
+def test_a_new_model_borrows_schedules_from_other_models_in_the_log(avx2_log, tmp_path):
+    """A model nobody tuned, whose kernels compute what the log's kernels compute at other sizes
+    (other channels, image and classes), runs their schedules with zero trials instead of TVM's
+    scalar default, and still matches ORT."""
+    other = write_small_cnn(tmp_path / "wider.onnx", channels=(24, 40), image=28, classes=7)
+    out = tmp_path / "art"
+    proc = run_cli("compile", str(other), "-t", "x86-avx2", "--log-dir", str(avx2_log.log_dir.parent), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    tuning = tvmopt.load(out).artifact.manifest.tuning
+    assert tuning.tasks_tuned == 0 and tuning.untuned == tuning.tasks_total > 0, tuning  # no record fits as is
+    borrowed = dict(tuning.schedules_borrowed)
+    # Every kernel of the bundled CNN has a counterpart with the same blocks in the wider one.
+    assert len(borrowed) >= len(avx2_log.tasks), tuning
+    assert all(donor.endswith("of the x86-avx2 log") for donor in borrowed.values()), borrowed
+    assert "run the schedule of a tuned kernel" in proc.stderr
+    x = np.random.default_rng(3).standard_normal((1, 3, 28, 28)).astype("float32")
+    np.testing.assert_allclose(tvmopt.load(out)(x)[0], ort_run(other, {"input": x})[0], atol=1e-4, rtol=1e-4)
+
+
 def test_cost_model_warm_start_from_another_models_log(avx2_log, mlp_onnx, tmp_path):
     log = tvmopt.tune(tvmopt.import_model(mlp_onnx), "x86-avx2", budget="smoke", log_root=tmp_path,
                       progress=False, transfer=[avx2_log.log_dir])

@@ -39,15 +39,15 @@ def run(args) -> int:
     if tuning.tasks_total and tuning.untuned:
         from ..logs.store import is_log
 
+        # schedules_borrowed counts kernel functions, `untuned` distinct tasks (repeated layers share one)
+        borrowed = len(tuning.schedules_borrowed)
+        how = (f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel with the same "
+               "blocks (tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
+            "they use TVM's default schedule"
         if not is_log(tuning.log_dir):
             print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "
-                  f"writes it): {tuning.untuned} kernel(s) use TVM's default schedule", file=sys.stderr)
+                  f"writes it): {tuning.untuned} kernel(s) have no record; {how}", file=sys.stderr)
         else:
-            # schedules_borrowed counts kernel functions, `untuned` distinct tasks (repeated layers share one)
-            borrowed = len(tuning.schedules_borrowed)
-            how = (f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel of the same ops "
-                   "(tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
-                "they use TVM's default schedule"
             print(f"note: the log {tuning.log_dir} holds no record for {tuning.untuned} of this model's "
                   f"{tuning.tasks_total} kernel(s); {how} (`tvmopt tune` them for speed)", file=sys.stderr)
     elif not args.no_tuning and not tuning.tasks_total and not model.is_static:

@@ -29,7 +29,7 @@ from .options import GraphOptions
 from .package import check_output, write_artifact
 from .layout import block_size
 from .passes import fuse
-from .records import apply_records, reference_blocks
+from .records import apply_records, finish_schedules, reference_blocks
 
 __all__ = ["compile", "default_output", "GraphOptions"]
 
@@ -114,12 +114,15 @@ def _optimise(model: Model, spec: TargetSpec, tvm_target, root: Path | None, opt
         except Exception as err:  # noqa: BLE001 - e.g. a graph whose shapes TVM could not infer
             raise CompileError(f"model {model.name} for {spec.name}: graph optimisation failed: "
                                f"{last_line(err)}") from err
-        fused, tuning = apply_records(fused, tvm_target, spec, root, prepack=candidate.prepack_weights)
+        fused, tuning, donors = apply_records(fused, tvm_target, spec, root)
         if best is None or tuning.tasks_tuned > best[1].tasks_tuned:
-            best = (fused, tuning, candidate)
+            best = (fused, tuning, candidate, donors)
         if tuning.tasks_tuned == tuning.tasks_total:
             break
-    return best
+    fused, tuning, options, donors = best
+    # Borrowing builds each borrowed kernel (about a second each): only for the layout kept.
+    fused, tuning = finish_schedules(fused, tvm_target, tuning, donors, prepack=options.prepack_weights)
+    return fused, tuning, options
 
 
 def default_output(model: Model, spec: TargetSpec) -> Path:

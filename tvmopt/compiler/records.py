@@ -8,6 +8,7 @@ and among the logs shipped with tvmopt.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import tvm
@@ -20,7 +21,7 @@ from ..resources import shipped_logs_root
 from ..runtime.artifact import AppliedRecord, TuningInfo
 from ..targets import TargetSpec, list_targets
 from .passes import extract_tasks
-from .transfer import TunedKernel, borrow_schedules, buffer_shapes
+from .transfer import TunedKernel, block_names, borrow_schedules, buffer_shapes
 
 
 def reference_logs(spec: TargetSpec, log_root: Path) -> list[Path]:
@@ -66,50 +67,82 @@ def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, 
     workload hash), and the target's own log directory.
     """
     log_dir = log_dir_for(spec, log_root)
-    database = LogDatabase(log_dir, readonly=True) if is_log(log_dir) else None
+    database = LogDatabase(log_dir, readonly=True, best_only=True) if is_log(log_dir) else None
     sources: dict[str, str] = {}
     for path in reference_logs(spec, log_root):
         if database is None:
-            database = LogDatabase(path, readonly=True)
+            database = LogDatabase(path, readonly=True, best_only=True)
             sources.update({digest: path.name for digest in database.workloads_by_hash()})
         else:
-            sources.update({digest: path.name for digest in database.add_fallback(LogDatabase(path, readonly=True))})
+            sources.update({digest: path.name for digest in database.add_fallback(LogDatabase(path, readonly=True, best_only=True))})
     return database, sources, log_dir
 
 
 def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec,
-                  log_root: Path | None, prepack: bool = True) -> tuple[tvm.IRModule, TuningInfo]:
-    """Replace every fused kernel that has a valid record by its best schedule; say which did."""
+                  log_root: Path | None) -> tuple[tvm.IRModule, TuningInfo, list[TunedKernel]]:
+    """Replace every fused kernel that has a valid record by its best schedule; say which did.
+
+    Also returns the schedules the kernels without a record may borrow (`finish_schedules`): the
+    applied ones and the best of every other workload in the logs.
+    """
     if log_root is None:
-        return fused, TuningInfo()
+        return fused, TuningInfo(), []
     database, sources, log_dir = open_records(spec, Path(log_root))
     if database is None:
-        return fused, TuningInfo(log_dir=str(log_dir), tasks_total=_count_tasks(fused, target))
+        return fused, TuningInfo(log_dir=str(log_dir), tasks_total=_count_tasks(fused, target)), []
     try:
         tasks = extract_tasks(fused, target)
     except Exception:  # noqa: BLE001 - dynamic shapes: nothing can match a record anyway
-        return fused, TuningInfo(log_dir=str(log_dir))
+        return fused, TuningInfo(log_dir=str(log_dir)), []
     applied, tuned = [], []
     for task in tasks:
         best = database.best_record(task.dispatched[0])
         if best is not None:
             log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
             applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
-            tuned.append(TunedKernel(task.task_name, best.trace, buffer_shapes(task.dispatched[0]["main"])))
-    prepacked: tuple[str, ...] = ()
-    borrowed: dict[str, str] = {}
+            tuned.append(TunedKernel(task.task_name, best.trace, buffer_shapes(task.dispatched[0]["main"]),
+                                     block_names(task.dispatched[0]["main"])))
     if applied:
-        from .passes import prepack_weights
-
         with target, database:
             fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
-        fused, borrowed = borrow_schedules(fused, target, tuned)
-        if prepack:
-            fused = prepack_weights(fused, target)
-            prepacked = tuple(sorted(gv.name_hint for gv in fused.functions if gv.name_hint.endswith("_prepacked")))
+    used = {workload_hash(task.dispatched[0]) for task in tasks}
+    donors = tuned + _log_donors(database, used, sources, [log_dir, *reference_logs(spec, Path(log_root))])
     references = tuple(sorted({a.log for a in applied} - {log_dir.name}))
-    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references, prepacked,
-                             schedules_borrowed=tuple(sorted(borrowed.items())))
+    return fused, TuningInfo(str(log_dir), len(tasks), len(applied), tuple(applied), references), donors
+
+
+def finish_schedules(fused: tvm.IRModule, target: tvm.target.Target, tuning: TuningInfo,
+                     donors: list[TunedKernel], prepack: bool = True) -> tuple[tvm.IRModule, TuningInfo]:
+    """Kernels without a record borrow a similar kernel's schedule; then weights are pre-packed for
+    the scheduled kernels that asked for a packed layout."""
+    fused, borrowed = borrow_schedules(fused, target, donors)
+    prepacked: tuple[str, ...] = ()
+    if prepack and (tuning.tasks_tuned or borrowed):
+        from .passes import prepack_weights
+
+        fused = prepack_weights(fused, target)
+        prepacked = tuple(sorted(gv.name_hint for gv in fused.functions if gv.name_hint.endswith("_prepacked")))
+    return fused, replace(tuning, prepacked=prepacked, schedules_borrowed=tuple(sorted(borrowed.items())))
+
+
+def _log_donors(database: LogDatabase, used: set[str], sources: dict[str, str],
+                logs: list[Path]) -> list[TunedKernel]:
+    """The best schedule of every other workload in the logs (other models' kernels), named by the
+    task that tuned it and its log, for the kernels that no record fits."""
+    from ..logs.sessions import read_sessions, task_names
+
+    names: dict[str, str] = {}
+    for path in reversed(logs):  # the own log's names last: they win
+        names.update(task_names(read_sessions(path)[0]))
+    log_dir = logs[0]
+    donors = []
+    for mod in database.workload_modules():
+        digest = workload_hash(mod)
+        best = None if digest in used else database.best_record(mod)
+        if best is not None:
+            name = f"{names.get(digest, 'workload ' + digest)} of the {sources.get(digest, log_dir.name)} log"
+            donors.append(TunedKernel(name, best.trace, buffer_shapes(mod["main"]), block_names(mod["main"]), own=False))
+    return donors
 
 
 def _count_tasks(fused: tvm.IRModule, target: tvm.target.Target) -> int:

@@ -1,5 +1,6 @@
-"""Zero-trial schedules for kernels without a record, borrowed from a tuned kernel of the same shape
-of computation (another batch bucket, another layer's size).
+"""Zero-trial schedules for kernels without a record, borrowed from a tuned kernel of the same
+computation: another batch bucket of the same layer, another layer's size, or the same kind of
+kernel of another model in the log (a new CNN's conv+bias+ReLU from ResNet-18's).
 
 TVM's default lowering of an unscheduled kernel is a scalar, single-threaded loop nest: one
 untuned kernel can cost more than the rest of the model together (a batch-16 bucket of the zoo
@@ -11,6 +12,7 @@ the new extents are drawn again. Each borrowed schedule must apply and build; tu
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -20,6 +22,7 @@ import tvm
 from ..native_output import captured
 
 _MAX_BUILDS = 3  # traces that apply but fail to build, tried per kernel before it keeps TVM's default
+_MAX_TRIES = 8  # traces tried per kernel (one that does not apply costs milliseconds, a build ~1 s)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,18 @@ class TunedKernel:
     name: str
     trace: object  # tvm.s_tir.Trace
     shapes: tuple[tuple[int, ...], ...] = ()  # its buffers' shapes, to rank similar kernels
+    blocks: tuple[str, ...] = ()  # its block names: a trace looks blocks up by name
+    own: bool = True  # a kernel of this build; False: another workload of the log (another model)
+
+
+def block_names(func) -> tuple[str, ...]:
+    """The names of a PrimFunc's blocks, in order: kernels with the same names compute the same
+    thing (a trace's get_block calls find them), whatever the shapes."""
+    # TVM 0.27 has no Python statement visitor for TIR; the printed script names every block.
+    return tuple(_BLOCK.findall(func.script()))
+
+
+_BLOCK = re.compile(r'T\.s?block\("([^"]+)"')
 
 
 def buffer_shapes(func) -> tuple[tuple[int, ...], ...]:
@@ -51,7 +66,8 @@ def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target,
             continue
         kernel = normalize(func)
         builds = 0
-        for source in _most_similar_first(gv.name_hint, buffer_shapes(func), tuned):
+        candidates = _most_similar_first(gv.name_hint, block_names(func), buffer_shapes(func), tuned)
+        for source in candidates[:_MAX_TRIES]:
             if builds == _MAX_BUILDS:
                 break
             with captured():  # a trace that does not fit makes TVM print its error
@@ -71,18 +87,25 @@ def _stem(name: str) -> str:
     return re.sub(r"\d+", "", name)
 
 
-def _most_similar_first(name: str, shapes, tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
-    """Same ops first, among them the fewest dims of other sizes (the same layer in another batch
-    bucket differs only in its batch dim); then the rest (a trace applies only where its blocks
-    exist anyway)."""
+def _most_similar_first(name: str, blocks: tuple[str, ...], shapes, tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
+    """Kernels with the same blocks first, among them the nearest shapes (the same layer in another
+    batch bucket differs only in its batch dim), this build's own before the log's other workloads;
+    then this build's kernels of the same ops under other block names. The log's other workloads
+    with other blocks are left out: a trace looks its blocks up by name, and even one whose blocks
+    are a part of the kernel's fails on the kernel's count of child blocks (tried: a 1x1
+    conv+bias trace on a 1x1 conv+bias+ReLU)."""
     stem = _stem(name)
 
-    def distance(kernel: TunedKernel) -> tuple[bool, int]:
+    def distance(kernel: TunedKernel) -> tuple:
+        same_blocks = bool(blocks) and kernel.blocks == blocks
         if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
-            return _stem(kernel.name) != stem, 1 << 20
-        return _stem(kernel.name) != stem, sum(x != y for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b))
+            return not same_blocks, _stem(kernel.name) != stem, 1 << 20, 0.0, not kernel.own
+        dims = [(x, y) for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b)]
+        ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
+        return not same_blocks, _stem(kernel.name) != stem, sum(x != y for x, y in dims), ratio, not kernel.own
 
-    return sorted(tuned, key=distance)
+    usable = [k for k in tuned if k.own or (blocks and k.blocks == blocks)]
+    return sorted(usable, key=distance)
 
 
 def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target) -> tuple[object, bool]:

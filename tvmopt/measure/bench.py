@@ -141,14 +141,16 @@ def _bench(model_ref: str, target: str, work: Path, log_root, rounds: int, runs:
 
 
 def _add_tuned(name: str, artifact, feeds: dict, contenders, outputs, notes, missing: str) -> None:
-    """The tuned artifact as a contender, or a note saying why there is none (no records)."""
+    """The tuned artifact as a contender, or a note saying why there is none (no records, and no
+    schedule of another kernel in the log fits any of its kernels)."""
     tuning = artifact.manifest.tuning
-    if not tuning.tasks_tuned:
+    if not tuning.tasks_tuned and not tuning.schedules_borrowed:
         notes[name] = missing
         return
     tuned = load(artifact.path)
     contenders[name], outputs[name] = tuned.bound_call(feeds), tuned(**feeds)
-    notes[name] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned"
+    borrowed = f", {len(tuning.schedules_borrowed)} borrowed schedules" if tuning.schedules_borrowed else ""
+    notes[name] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned{borrowed}"
 
 
 def _add_baseline(path: Path, spec, work: Path, log_root, feeds: dict, threads: int, contenders, outputs,
