@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -124,6 +125,11 @@ def _run_cli_here(args: tuple[str, ...], cwd: Path):
 
     out, err = io.StringIO(), io.StringIO()
     sigint, shown, before = signal.getsignal(signal.SIGINT), native_output.shown(), os.getcwd()
+    # The CLI's logging.basicConfig binds its handler to the stderr of the first call in a process;
+    # without handlers it binds a fresh one to this call's, so each call's warnings land in its stderr.
+    root_logger = logging.getLogger()
+    handlers, level = root_logger.handlers[:], root_logger.level
+    root_logger.handlers = []
     try:
         os.chdir(cwd)
         with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -135,6 +141,7 @@ def _run_cli_here(args: tuple[str, ...], cwd: Path):
                 traceback.print_exc(file=err)
                 code = 1
     finally:
+        root_logger.handlers, root_logger.level = handlers, level
         os.chdir(before)
         signal.signal(signal.SIGINT, sigint)
         native_output.show(shown)

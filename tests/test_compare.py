@@ -44,7 +44,11 @@ def test_compare_matches_every_workload_with_consistent_ratios(two_logs, cli_rep
         a, b = row["per_log"]
         assert a["best_us"] == pytest.approx(best[0][digest], rel=1e-3)
         assert b["best_us"] == pytest.approx(best[1][digest], rel=1e-3)
-        assert a["ratio"] == 1.0 and b["ratio"] == pytest.approx(b["best_us"] / a["best_us"], rel=1e-3)
+        # best_us is rounded to 1 ns and the ratio to 4 decimals: a kernel of a few ns (a reshape)
+        # has a ratio off by that much
+        rounding = 5e-4 / a["best_us"] + 5e-4 / b["best_us"]
+        assert a["ratio"] == 1.0
+        assert b["ratio"] == pytest.approx(b["best_us"] / a["best_us"], rel=1e-3 + rounding, abs=5e-5)
         assert a["trials"] >= 1 and b["trials"] >= 1
         if row["flops"]:
             assert b["gflops"] == pytest.approx(row["flops"] / b["best_us"] / 1e3, rel=1e-2)

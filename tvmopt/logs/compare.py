@@ -49,7 +49,7 @@ def compare(log_dirs: list, cross_apply: bool = False) -> dict:
     if len(log_dirs) < 2:
         raise TvmoptError("logs compare needs two or more logs")
     paths = [Path(p) for p in log_dirs]
-    databases = [open_log(p) for p in paths]
+    databases = [open_log(p, best_only=True) for p in paths]  # bests and trial counts
     runs = [read_sessions(p)[0] for p in paths]
     mods = [db.workloads_by_hash() for db in databases]
     names = task_names([s for rs in runs for s in rs])
@@ -159,7 +159,7 @@ def cross_apply(log_a: str | os.PathLike, log_b: str | os.PathLike,
     if problem:
         raise TargetError(f"cannot cross-apply onto {spec.name} ({log_b}): its code cannot run on this machine "
                           f"({problem}); run `logs compare --cross-apply` on a machine of that target")
-    db_a, db_b = open_log(log_a), open_log(log_b)
+    db_a, db_b = open_log(log_a, best_only=True), open_log(log_b, best_only=True)
     mods_a, mods_b = db_a.workloads_by_hash(), db_b.workloads_by_hash()
     names = task_names(read_sessions(log_a)[0] + read_sessions(log_b)[0])
     tvm_target = spec.tuning_target(default_threads())

@@ -70,7 +70,7 @@ class ValidationReport:
 
 def show(log_dir: str | os.PathLike) -> LogReport:
     """Workloads with their best latency and trials, the sessions, and the machines they ran on."""
-    database = open_log(log_dir)
+    database = open_log(log_dir, best_only=True)  # `logs validate` is the one that parses every record
     runs, unreadable = read_sessions(log_dir)
     names = task_names(runs)
     rows = []

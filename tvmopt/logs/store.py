@@ -221,12 +221,13 @@ class _LineReader:
         self.inode, self.offset, self.lineno = info.st_ino, info.st_size, len(lines)
 
 
-def open_log(log_dir: str | os.PathLike) -> "LogDatabase":
-    """A read-only view of an existing log, or LogError naming the directory."""
+def open_log(log_dir: str | os.PathLike, best_only: bool = False) -> "LogDatabase":
+    """A read-only view of an existing log, or LogError naming the directory (best_only: each
+    workload's best record and the trial counts, much faster; see LogDatabase)."""
     path = Path(log_dir)
     if not is_log(path):
         raise LogError(f"{path}: not a tuning log (no {WORKLOAD_FILE}); logs live in tuning_logs/<target>/")
-    return LogDatabase(path, readonly=True)
+    return LogDatabase(path, readonly=True, best_only=best_only)
 
 
 @derived_object
