@@ -57,20 +57,51 @@ def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_o
     assert plain.manifest.tuning.tasks_tuned == 0 and plain.manifest.tuning.reference_logs == ()
 
 
+def _scaled_cnn(path, channels=(24, 40), image=28, classes=7):
+    """The bundled CNN's ops at other sizes, with one more op fused into the first conv's kernel
+    (x0.5 after its ReLU): that kernel has a block the tuned ones lack."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    (c1, c2), half = channels, (image + 1) // 2
+
+    def weight(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    inits = [weight("w1", c1, 3, 3, 3), weight("b1", c1), weight("w2", c2, c1, 3, 3), weight("b2", c2),
+             weight("fc", classes, c2 * half * half), weight("fcb", classes),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]), helper.make_node("Mul", ["r1", "half"], ["s1"]),
+             helper.make_node("Conv", ["s1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]), helper.make_node("Flatten", ["r2"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "scaled_cnn",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, image, image])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def test_a_new_model_borrows_schedules_from_other_models_in_the_log(avx2_log, tmp_path):
     """A model nobody tuned, whose kernels compute what the log's kernels compute at other sizes
-    (other channels, image and classes), runs their schedules with zero trials instead of TVM's
-    scalar default, and still matches ORT."""
-    other = write_small_cnn(tmp_path / "wider.onnx", channels=(24, 40), image=28, classes=7)
+    (other channels, image and classes; one conv with an extra fused op), runs their schedules
+    with zero trials instead of TVM's scalar default, and still matches ORT."""
+    other = _scaled_cnn(tmp_path / "scaled.onnx")
     out = tmp_path / "art"
     proc = run_cli("compile", str(other), "-t", "x86-avx2", "--log-dir", str(avx2_log.log_dir.parent), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     tuning = tvmopt.load(out).artifact.manifest.tuning
     assert tuning.tasks_tuned == 0 and tuning.untuned == tuning.tasks_total > 0, tuning  # no record fits as is
     borrowed = dict(tuning.schedules_borrowed)
-    # Every kernel of the bundled CNN has a counterpart with the same blocks in the wider one.
-    assert len(borrowed) >= len(avx2_log.tasks), tuning
     assert all(donor.endswith("of the x86-avx2 log") for donor in borrowed.values()), borrowed
+    # Both convs borrow: the second has the tuned conv's blocks, the first one block more (the x0.5).
+    convs = [kernel for kernel in borrowed if "conv2d" in kernel]
+    assert len(convs) == 2 and any("multiply" in kernel for kernel in convs), borrowed
+    assert any("matmul" in kernel for kernel in borrowed), borrowed
     assert "run the schedule of a tuned kernel" in proc.stderr
     x = np.random.default_rng(3).standard_normal((1, 3, 28, 28)).astype("float32")
     np.testing.assert_allclose(tvmopt.load(out)(x)[0], ort_run(other, {"input": x})[0], atol=1e-4, rtol=1e-4)

@@ -42,7 +42,7 @@ def run(args) -> int:
         # schedules_borrowed counts kernel functions, `untuned` distinct tasks (repeated layers share one)
         borrowed = len(tuning.schedules_borrowed)
         how = (f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel with the same "
-               "blocks (tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
+               "blocks or a part of them (tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
             "they use TVM's default schedule"
         if not is_log(tuning.log_dir):
             print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "

@@ -121,7 +121,8 @@ def _optimise(model: Model, spec: TargetSpec, tvm_target, root: Path | None, opt
             break
     fused, tuning, options, donors = best
     # Borrowing builds each borrowed kernel (about a second each): only for the layout kept.
-    fused, tuning = finish_schedules(fused, tvm_target, tuning, donors, prepack=options.prepack_weights)
+    fused, tuning = finish_schedules(fused, tvm_target, tuning, donors, prepack=options.prepack_weights,
+                                     tuning_target=spec.tuning_target(default_threads()))
     return fused, tuning, options
 
 

@@ -112,10 +112,11 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
 
 
 def finish_schedules(fused: tvm.IRModule, target: tvm.target.Target, tuning: TuningInfo,
-                     donors: list[TunedKernel], prepack: bool = True) -> tuple[tvm.IRModule, TuningInfo]:
+                     donors: list[TunedKernel], prepack: bool = True,
+                     tuning_target: tvm.target.Target | None = None) -> tuple[tvm.IRModule, TuningInfo]:
     """Kernels without a record borrow a similar kernel's schedule; then weights are pre-packed for
     the scheduled kernels that asked for a packed layout."""
-    fused, borrowed = borrow_schedules(fused, target, donors)
+    fused, borrowed = borrow_schedules(fused, target, donors, tuning_target)
     prepacked: tuple[str, ...] = ()
     if prepack and (tuning.tasks_tuned or borrowed):
         from .passes import prepack_weights

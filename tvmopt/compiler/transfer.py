@@ -7,7 +7,11 @@ untuned kernel can cost more than the rest of the model together (a batch-16 buc
 MLP whose tuning was cut short ran 170 ms a batch against 0.2 ms for batch 1). A MetaSchedule
 trace names blocks, not shapes; replayed on a kernel with the same blocks it keeps the tuned
 structure (tiling depth, parallel, vectorize, unroll) and only the tile sizes that do not divide
-the new extents are drawn again. Each borrowed schedule must apply and build; tuning replaces it.
+the new extents are drawn again. As MetaSchedule's own search replays a trace, the trace is applied
+without its postprocessing steps and the target's postprocessors run afresh: then a trace also
+applies to a kernel with more blocks than its own (a 1x1 conv+bias tuned in ResNet-18 on a 1x1
+conv+bias+ReLU: 162 -> 11 us here), the extra blocks keeping their default loops. Each borrowed
+schedule must apply and build; tuning replaces it.
 """
 
 from __future__ import annotations
@@ -53,14 +57,17 @@ def buffer_shapes(func) -> tuple[tuple[int, ...], ...]:
                  for p in func.params if hasattr(p, "shape"))
 
 
-def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target,
-                     tuned: Sequence[TunedKernel]) -> tuple[tvm.IRModule, dict[str, str]]:
+def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target, tuned: Sequence[TunedKernel],
+                     tuning_target: tvm.target.Target | None = None) -> tuple[tvm.IRModule, dict[str, str]]:
     """Give every unscheduled kernel of `mod` the schedule of the most similar tuned kernel that
-    applies to it; returns the module and {kernel: the tuned kernel it borrowed from}."""
+    applies to it; returns the module and {kernel: the tuned kernel it borrowed from}.
+    `tuning_target` (default `target`) is the one the postprocessors are made for: MetaSchedule's
+    CPU rules need its `num-cores`."""
     if not tuned:
         return mod, {}
     normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
     borrowed: dict[str, str] = {}
+    postprocs: list = []  # made once, for the first kernel that needs them
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
             continue
@@ -71,7 +78,8 @@ def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target,
             if builds == _MAX_BUILDS:
                 break
             with captured():  # a trace that does not fit makes TVM print its error
-                scheduled, built = _replay(kernel, source.trace, target)
+                postprocs = postprocs or _postprocs(kernel, tuning_target or target)
+                scheduled, built = _replay(kernel, source.trace, target, postprocs)
             builds += built
             if scheduled is not None:
                 mod[gv] = tvm.tirx.PrimFunc(scheduled.params, scheduled.body, scheduled.ret_type,
@@ -88,27 +96,28 @@ def _stem(name: str) -> str:
 
 
 def _most_similar_first(name: str, blocks: tuple[str, ...], shapes, tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
-    """Kernels with the same blocks first, among them the nearest shapes (the same layer in another
-    batch bucket differs only in its batch dim), this build's own before the log's other workloads;
-    then this build's kernels of the same ops under other block names. The log's other workloads
-    with other blocks are left out: a trace looks its blocks up by name, and even one whose blocks
-    are a part of the kernel's fails on the kernel's count of child blocks (tried: a 1x1
-    conv+bias trace on a 1x1 conv+bias+ReLU)."""
+    """Kernels with the same blocks first, then kernels whose blocks are a part of this one's
+    (fewest missing first); among each, the nearest shapes (the same layer in another batch bucket
+    differs only in its batch dim), this build's own before the log's other workloads; then this
+    build's kernels of the same ops under other block names. The log's other workloads that have a
+    block this kernel lacks are left out: a trace looks its blocks up by name."""
     stem = _stem(name)
+    have = set(blocks)
 
     def distance(kernel: TunedKernel) -> tuple:
-        same_blocks = bool(blocks) and kernel.blocks == blocks
+        part = bool(kernel.blocks) and set(kernel.blocks) <= have
+        missing = len(have - set(kernel.blocks)) if part else 1 << 10
         if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
-            return not same_blocks, _stem(kernel.name) != stem, 1 << 20, 0.0, not kernel.own
+            return missing, _stem(kernel.name) != stem, 1 << 20, 0.0, not kernel.own
         dims = [(x, y) for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b)]
         ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
-        return not same_blocks, _stem(kernel.name) != stem, sum(x != y for x, y in dims), ratio, not kernel.own
+        return missing, _stem(kernel.name) != stem, sum(x != y for x, y in dims), ratio, not kernel.own
 
-    usable = [k for k in tuned if k.own or (blocks and k.blocks == blocks)]
+    usable = [k for k in tuned if k.own or (have and k.blocks and set(k.blocks) <= have)]
     return sorted(usable, key=distance)
 
 
-def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target) -> tuple[object, bool]:
+def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: list) -> tuple[object, bool]:
     """(`kernel` scheduled by `trace`, its tile sizes redrawn where they do not fit, or None if the
     trace does not apply or the result does not build; whether a build was tried)."""
     sch = tvm.s_tir.Schedule(kernel, seed=1)
@@ -125,7 +134,11 @@ def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target) -> tuple[obj
         return decision
 
     try:
-        trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=fit)
+        # Without the trace's own postprocessing steps (they count the kernel's blocks, so a kernel
+        # with an extra block failed: "old_outputs.size() == new_outputs.size() (3 vs. 4)").
+        trace.apply_to_schedule(sch, remove_postproc=True, decision_provider=fit)
+        if not all(postproc.apply(sch) for postproc in postprocs):
+            return None, False
     except Exception:  # noqa: BLE001 - blocks missing, an invalid tile: not this trace
         return None, False
     try:
@@ -133,3 +146,13 @@ def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target) -> tuple[obj
     except Exception:  # noqa: BLE001 - applies but does not lower
         return None, True
     return sch.mod["main"], True
+
+
+def _postprocs(kernel: tvm.IRModule, target: tvm.target.Target) -> list:
+    """The postprocessors MetaSchedule runs after replaying a trace for `target` (tuning/rules.py)."""
+    from .._compat import ms
+    from ..tuning.rules import space_generator
+
+    context = ms.TuneContext(mod=kernel, target=target, space_generator=space_generator(target),
+                             search_strategy="replay-trace", task_name="borrow", num_threads=1)
+    return list(context.space_generator.postprocs)
