@@ -51,7 +51,7 @@ def leave_one_out(source: Path, model, dest: Path) -> int:
     return database.num_workloads - len(kept)
 
 
-def run(path: Path, log: Path, work: Path, rounds: int, runs: int) -> dict:
+def run(path: Path, log: Path, work: Path, rounds: int, runs: int, show_donors: bool = False) -> dict:
     model = tvmopt.import_model(path)
     root = work / "logs"
     left_out = leave_one_out(log, model, root / log.name)
@@ -72,6 +72,9 @@ def run(path: Path, log: Path, work: Path, rounds: int, runs: int) -> dict:
     contenders["onnxruntime"] = lambda: ort(feeds)
     medians = interleaved_medians(contenders, rounds, runs)
     tuning = borrowed.manifest.tuning
+    if show_donors:
+        for kernel, donor in tuning.schedules_borrowed:
+            print(f"  {model.name}: {kernel} <- {donor}", file=sys.stderr)
     return {"model": model.name, "left_out": left_out, "kernels": tuning.tasks_total,
             "borrowed": len(tuning.schedules_borrowed), "compile_s": round(compile_s, 1), "plain_s": round(plain_s, 1),
             **{name: round(ms, 3) for name, ms in medians.items()}}
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, default=shipped_logs_root() / "x86-avx2", help="the reference log")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--show-donors", action="store_true", help="print each borrowed kernel and its donor (stderr)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp, "no-shipped-logs")
@@ -95,7 +99,7 @@ def main() -> None:
               "| compile s (borrowed / default) |")
         print("|---|---|---|---|---|---|---|---|---|")
         for i, path in enumerate(paths):
-            r = run(path, args.log, Path(tmp, f"m{i}"), args.rounds, args.runs)
+            r = run(path, args.log, Path(tmp, f"m{i}"), args.rounds, args.runs, args.show_donors)
             ort = r["onnxruntime"]
             print(f"| {r['model']} | {r['kernels']} | {r['borrowed']} | {r['tvm-default']} | {r['tvm-borrowed']} | {ort} "
                   f"| {r['tvm-default'] / ort:.2f}x | {r['tvm-borrowed'] / ort:.2f}x | {r['compile_s']} / {r['plain_s']} |",
