@@ -157,3 +157,30 @@ def test_a_task_whose_search_finds_nothing_new_is_retired():
     assert progress.may_continue(1)
     progress.record(1, [[50e-6]], skipped=0)  # a small batch that improved: keep going
     assert progress.may_continue(1)
+
+
+def test_which_tuned_kernels_a_kernel_may_borrow_from():
+    """A donor's blocks must all exist in the kernel and include its reduction blocks (the conv, the
+    GEMM): an element-wise schedule never takes the place of a conv's or an int8 GEMM's, and a
+    kernel without a reduction only takes a schedule of exactly its blocks."""
+    from tvmopt.compiler.transfer import TunedKernel, _most_similar_first
+
+    def donor(name, *blocks, shapes=((1, 8, 8, 8),), own=False):
+        return TunedKernel(name, None, shapes, ("root", *blocks), own)
+
+    donors = [donor("conv_add", "conv2d_NCHWc", "T_add"), donor("conv_add_relu", "conv2d_NCHWc", "T_add", "compute"),
+              donor("conv_add_relu6", "conv2d_NCHWc", "T_add", "T_maximum", "T_minimum"),
+              donor("add", "T_add"), donor("matmul_add", "matmul", "T_add"), donor("reshape", "T_reshape")]
+
+    def names(blocks, reductions, shapes=((1, 8, 8, 8),)):
+        return [k.name for k in _most_similar_first("k", ("root", *blocks), frozenset(reductions), shapes, donors)]
+
+    assert names(("conv2d_NCHWc", "T_add", "compute"), {"conv2d_NCHWc"}) == ["conv_add_relu", "conv_add"]
+    assert names(("tvmopt_int8_gemm", "T_add"), {"tvmopt_int8_gemm"}) == []
+    assert names(("T_reshape", "T_multiply"), set()) == []
+    assert names(("T_add",), set()) == ["add"]
+    # Among donors with the same blocks, the nearest shapes first, this build's own kernel on a tie.
+    near, far = donor("near", "T_add", shapes=((1, 8, 8, 16),)), donor("far", "T_add", shapes=((4, 8, 8, 16),))
+    own = donor("own", "T_add", shapes=((1, 8, 8, 16),), own=True)
+    ranked = _most_similar_first("k", ("root", "T_add"), frozenset(), ((1, 8, 8, 8),), [far, near, own])
+    assert [k.name for k in ranked] == ["own", "near", "far"]

@@ -47,6 +47,14 @@ def block_names(func) -> tuple[str, ...]:
     return tuple(_BLOCK.findall(func.script()))
 
 
+def reduction_blocks(func) -> frozenset[str]:
+    """The names of a PrimFunc's reduction blocks (those with an init: the conv, the GEMM, a pool):
+    where its time goes. A borrowed schedule must cover them."""
+    script = func.script()
+    starts = [(m.start(), m.group(1)) for m in _BLOCK.finditer(script)] + [(len(script), "")]
+    return frozenset(name for (start, name), (end, _) in zip(starts, starts[1:]) if "T.init()" in script[start:end])
+
+
 _BLOCK = re.compile(r'T\.s?block\("([^"]+)"')
 
 
@@ -73,7 +81,8 @@ def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target, tuned: Sequen
             continue
         kernel = normalize(func)
         builds = 0
-        candidates = _most_similar_first(gv.name_hint, block_names(func), buffer_shapes(func), tuned)
+        candidates = _most_similar_first(gv.name_hint, block_names(func), reduction_blocks(func),
+                                         buffer_shapes(func), tuned)
         for source in candidates[:_MAX_TRIES]:
             if builds == _MAX_BUILDS:
                 break
@@ -95,25 +104,31 @@ def _stem(name: str) -> str:
     return re.sub(r"\d+", "", name)
 
 
-def _most_similar_first(name: str, blocks: tuple[str, ...], shapes, tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
-    """Kernels with the same blocks first, then kernels whose blocks are a part of this one's
-    (fewest missing first); among each, the nearest shapes (the same layer in another batch bucket
-    differs only in its batch dim), this build's own before the log's other workloads; then this
-    build's kernels of the same ops under other block names. The log's other workloads that have a
-    block this kernel lacks are left out: a trace looks its blocks up by name."""
+def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozenset[str], shapes,
+                        tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
+    """The tuned kernels whose traces can fit this one, best first: the same blocks first, then
+    blocks that are a part of this kernel's (fewest missing first); among each, the nearest shapes
+    (the same layer in another batch bucket differs only in its batch dim), the same ops by name,
+    this build's own before the log's other workloads.
+
+    Left out: kernels with a block this one lacks (a trace looks its blocks up by name), for a kernel
+    without a reduction any other blocks, and those without its reduction blocks: a bias-add schedule on a conv kernel would leave the conv at TVM's
+    default, and an fp32 schedule on an int8 GEMM would take the place of its sampled dot-product
+    schedule (int8_schedule.py)."""
     stem = _stem(name)
     have = set(blocks)
 
     def distance(kernel: TunedKernel) -> tuple:
-        part = bool(kernel.blocks) and set(kernel.blocks) <= have
-        missing = len(have - set(kernel.blocks)) if part else 1 << 10
+        missing = len(have - set(kernel.blocks))
         if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
-            return missing, _stem(kernel.name) != stem, 1 << 20, 0.0, not kernel.own
+            return missing, 1 << 20, 0.0, _stem(kernel.name) != stem, not kernel.own
         dims = [(x, y) for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b)]
         ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
-        return missing, _stem(kernel.name) != stem, sum(x != y for x, y in dims), ratio, not kernel.own
+        return missing, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem, not kernel.own
 
-    usable = [k for k in tuned if k.own or (have and k.blocks and set(k.blocks) <= have)]
+    # A kernel without a reduction (element-wise, layout) only takes a trace of exactly its blocks:
+    # a reshape's schedule on a reshape+erf+multiply kernel schedules the cheap part at best.
+    usable = [k for k in tuned if k.blocks and (reductions <= set(k.blocks) <= have if reductions else k.blocks == blocks)]
     return sorted(usable, key=distance)
 
 
