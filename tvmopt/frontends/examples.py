@@ -13,23 +13,20 @@ import numpy as np
 EXAMPLE_PATH = Path("examples") / "small_cnn.onnx"
 
 
-def write_small_cnn(path: str | Path = EXAMPLE_PATH, seed: int = 0, channels: tuple[int, int] = (16, 32),
-                    image: int = 32, classes: int = 10) -> Path:
-    """Write the example (or, with other sizes, a model of the same ops and other shapes)."""
+def write_small_cnn(path: str | Path = EXAMPLE_PATH, seed: int = 0) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    (c1, c2), half = channels, (image + 1) // 2
 
     def weight(name: str, *shape: int) -> onnx.TensorProto:
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
         return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32), name)
 
     inits = [
-        weight("conv1.w", c1, 3, 3, 3), weight("conv1.b", c1),
-        weight("conv2.w", c2, c1, 3, 3), weight("conv2.b", c2),
-        weight("fc.w", classes, c2 * half * half), weight("fc.b", classes),
+        weight("conv1.w", 16, 3, 3, 3), weight("conv1.b", 16),
+        weight("conv2.w", 32, 16, 3, 3), weight("conv2.b", 32),
+        weight("fc.w", 10, 32 * 16 * 16), weight("fc.b", 10),
     ]
     nodes = [
         helper.make_node("Conv", ["input", "conv1.w", "conv1.b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -41,8 +38,8 @@ def write_small_cnn(path: str | Path = EXAMPLE_PATH, seed: int = 0, channels: tu
     ]
     graph = helper.make_graph(
         nodes, "small_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, image, image])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tvmopt")
