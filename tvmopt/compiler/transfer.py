@@ -23,6 +23,7 @@ from typing import Sequence
 
 import tvm
 
+from ..logs.workload import structural_hash
 from ..native_output import captured
 
 _MAX_BUILDS = 3  # traces that apply but fail to build, tried per kernel before it keeps TVM's default
@@ -76,26 +77,37 @@ def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target, tuned: Sequen
     normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
     borrowed: dict[str, str] = {}
     postprocs: list = []  # made once, for the first kernel that needs them
+    found: dict[int, tuple[object, str] | None] = {}  # repeated layers' identical kernels: one search
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
             continue
         kernel = normalize(func)
-        builds = 0
-        candidates = _most_similar_first(gv.name_hint, block_names(func), reduction_blocks(func),
-                                         buffer_shapes(func), tuned)
-        for source in candidates[:_MAX_TRIES]:
-            if builds == _MAX_BUILDS:
-                break
-            with captured():  # a trace that does not fit makes TVM print its error
-                postprocs = postprocs or _postprocs(kernel, tuning_target or target)
-                scheduled, built = _replay(kernel, source.trace, target, postprocs)
-            builds += built
-            if scheduled is not None:
-                mod[gv] = tvm.tirx.PrimFunc(scheduled.params, scheduled.body, scheduled.ret_type,
-                                            attrs=func.attrs).with_attr("tirx.is_scheduled", True)
-                borrowed[gv.name_hint] = source.name
-                break
+        key = structural_hash(kernel)
+        if key not in found:
+            postprocs = postprocs or _postprocs(kernel, tuning_target or target)
+            found[key] = _borrow_one(gv.name_hint, func, kernel, tuned, target, postprocs)
+        if found[key] is not None:
+            scheduled, source = found[key]
+            mod[gv] = tvm.tirx.PrimFunc(scheduled.params, scheduled.body, scheduled.ret_type,
+                                        attrs=func.attrs).with_attr("tirx.is_scheduled", True)
+            borrowed[gv.name_hint] = source
     return mod, borrowed
+
+
+def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKernel], target: tvm.target.Target,
+                postprocs: list) -> tuple[object, str] | None:
+    """(the kernel scheduled by the first fitting trace that builds, its donor's name), or None."""
+    builds = 0
+    candidates = _most_similar_first(name, block_names(func), reduction_blocks(func), buffer_shapes(func), tuned)
+    for source in candidates[:_MAX_TRIES]:
+        if builds == _MAX_BUILDS:
+            break
+        with captured():  # a trace that does not fit makes TVM print its error
+            scheduled, built = _replay(kernel, source.trace, target, postprocs)
+        builds += built
+        if scheduled is not None:
+            return scheduled, source.name
+    return None
 
 
 def _stem(name: str) -> str:
