@@ -61,7 +61,8 @@ def reference_blocks(spec: TargetSpec, log_root: Path) -> list[int]:
 
 
 def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, dict[str, str], Path]:
-    """The target's own log plus, for the workloads it lacks, records of compatible reference logs.
+    """The target's own log plus, for the workloads it lacks, records of compatible reference logs
+    (each workload's best record only: what a build applies or borrows).
 
     Returns the (read-only) database, the name of the log each adopted workload came from (by
     workload hash), and the target's own log directory.
@@ -74,7 +75,8 @@ def open_records(spec: TargetSpec, log_root: Path) -> tuple[LogDatabase | None, 
             database = LogDatabase(path, readonly=True, best_only=True)
             sources.update({digest: path.name for digest in database.workloads_by_hash()})
         else:
-            sources.update({digest: path.name for digest in database.add_fallback(LogDatabase(path, readonly=True, best_only=True))})
+            adopted = database.add_fallback(LogDatabase(path, readonly=True, best_only=True))
+            sources.update({digest: path.name for digest in adopted})
     return database, sources, log_dir
 
 
@@ -142,7 +144,8 @@ def _log_donors(database: LogDatabase, used: set[str], sources: dict[str, str],
         best = None if digest in used else database.best_record(mod)
         if best is not None:
             name = f"{names.get(digest, 'workload ' + digest)} of the {sources.get(digest, log_dir.name)} log"
-            donors.append(TunedKernel(name, best.trace, buffer_shapes(mod["main"]), block_names(mod["main"]), own=False))
+            func = mod["main"]
+            donors.append(TunedKernel(name, best.trace, buffer_shapes(func), block_names(func), own=False))
     return donors
 
 

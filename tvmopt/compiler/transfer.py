@@ -123,10 +123,12 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
     (the same layer in another batch bucket differs only in its batch dim), the same ops by name,
     this build's own before the log's other workloads.
 
-    Left out: kernels with a block this one lacks (a trace looks its blocks up by name), for a kernel
-    without a reduction any other blocks, and those without its reduction blocks: a bias-add schedule on a conv kernel would leave the conv at TVM's
+    Left out: kernels with a block this one lacks (a trace looks its blocks up by name), and those
+    without its reduction blocks: a bias-add schedule on a conv kernel would leave the conv at TVM's
     default, and an fp32 schedule on an int8 GEMM would take the place of its sampled dot-product
-    schedule (int8_schedule.py)."""
+    schedule (int8_schedule.py). A kernel without a reduction (element-wise, layout) takes only a
+    trace of exactly its blocks: a reshape's schedule on a reshape+erf+multiply kernel would
+    schedule the cheap part at best."""
     stem = _stem(name)
     have = set(blocks)
 
@@ -138,10 +140,12 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
         ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
         return missing, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem, not kernel.own
 
-    # A kernel without a reduction (element-wise, layout) only takes a trace of exactly its blocks:
-    # a reshape's schedule on a reshape+erf+multiply kernel schedules the cheap part at best.
-    usable = [k for k in tuned if k.blocks and (reductions <= set(k.blocks) <= have if reductions else k.blocks == blocks)]
-    return sorted(usable, key=distance)
+    def fits(kernel: TunedKernel) -> bool:
+        if not kernel.blocks:
+            return False
+        return reductions <= set(kernel.blocks) <= have if reductions else kernel.blocks == blocks
+
+    return sorted(filter(fits, tuned), key=distance)
 
 
 def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: list) -> tuple[object, bool]:
