@@ -84,9 +84,12 @@ def test_workers_share_the_port_and_the_metrics(mlp_artifact):
             metrics = response.read().decode()
         # Multiprocess mode: whichever worker answers the scrape reports all requests.
         assert 'tvmopt_requests_total{model="mlp",status="200"} 12.0' in metrics, metrics[:2000]
-        pids = [p.pid for p in children]
         assert server.stop() == 0  # SIGTERM reaches every worker; each drains and exits, then the supervisor
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+    # Every child exits too; multiprocessing's resource tracker may take a moment after the
+    # supervisor (it leaves when its pipe closes), more so on a loaded machine.
+    _, alive = psutil.wait_procs(children, timeout=15)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.cmdline() for p in alive]
 
 
 def test_a_model_that_fails_its_warm_up_is_still_served(tmp_path):
