@@ -102,8 +102,8 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
         if best is not None:
             log = sources.get(workload_hash(task.dispatched[0]), log_dir.name)
             applied.append(AppliedRecord(task.task_name, round(record_seconds(best.run_secs) * 1e6, 3), log))
-            tuned.append(TunedKernel(task.task_name, best.trace, buffer_shapes(task.dispatched[0]["main"]),
-                                     block_names(task.dispatched[0]["main"])))
+            func = task.dispatched[0]["main"]
+            tuned.append(TunedKernel(task.task_name, best.trace, buffer_shapes(func), block_names(func)[0]))
     if applied:
         with target, database:
             fused = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(fused)
@@ -145,7 +145,7 @@ def _log_donors(database: LogDatabase, used: set[str], sources: dict[str, str],
         if best is not None:
             name = f"{names.get(digest, 'workload ' + digest)} of the {sources.get(digest, log_dir.name)} log"
             func = mod["main"]
-            donors.append(TunedKernel(name, best.trace, buffer_shapes(func), block_names(func), own=False))
+            donors.append(TunedKernel(name, best.trace, buffer_shapes(func), block_names(func)[0], own=False))
     return donors
 
 

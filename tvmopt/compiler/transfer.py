@@ -41,19 +41,16 @@ class TunedKernel:
     own: bool = True  # a kernel of this build; False: another workload of the log (another model)
 
 
-def block_names(func) -> tuple[str, ...]:
-    """The names of a PrimFunc's blocks, in order: kernels with the same names compute the same
+def block_names(func) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The names of a PrimFunc's blocks, in order, and of its reduction blocks (those with an init:
+    the conv, the GEMM, a pool: where its time goes). Kernels with the same names compute the same
     thing (a trace's get_block calls find them), whatever the shapes."""
     # TVM 0.27 has no Python statement visitor for TIR; the printed script names every block.
-    return tuple(_BLOCK.findall(func.script()))
-
-
-def reduction_blocks(func) -> frozenset[str]:
-    """The names of a PrimFunc's reduction blocks (those with an init: the conv, the GEMM, a pool):
-    where its time goes. A borrowed schedule must cover them."""
     script = func.script()
-    starts = [(m.start(), m.group(1)) for m in _BLOCK.finditer(script)] + [(len(script), "")]
-    return frozenset(name for (start, name), (end, _) in zip(starts, starts[1:]) if "T.init()" in script[start:end])
+    found = [(m.start(), m.group(1)) for m in _BLOCK.finditer(script)]
+    ends = [start for start, _ in found[1:]] + [len(script)]
+    reductions = frozenset(name for (start, name), end in zip(found, ends) if "T.init()" in script[start:end])
+    return tuple(name for _, name in found), reductions
 
 
 _BLOCK = re.compile(r'T\.s?block\("([^"]+)"')
@@ -98,7 +95,7 @@ def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKern
                 postprocs: list) -> tuple[object, str] | None:
     """(the kernel scheduled by the first fitting trace that builds, its donor's name), or None."""
     builds = 0
-    candidates = _most_similar_first(name, block_names(func), reduction_blocks(func), buffer_shapes(func), tuned)
+    candidates = _most_similar_first(name, *block_names(func), buffer_shapes(func), tuned)
     for source in candidates[:_MAX_TRIES]:
         if builds == _MAX_BUILDS:
             break
