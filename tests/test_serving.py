@@ -66,6 +66,9 @@ def infer(client, model: str, arrays: dict[str, np.ndarray], binary: bool = True
 
 
 def test_health_and_metadata(served):
+    # Models this small run their batches on the event loop's thread (timed at warm-up).
+    assert re.search(r"mlp: a 8-row batch takes [\d.]+ ms; batches run on the event loop's thread",
+                     served.server.log()), served.server.log()
     client = served.client
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("mlp") and client.is_model_ready("small_cnn") and not client.is_model_ready("nope")

@@ -74,7 +74,9 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(mlp_artifact):
 
 
 def test_workers_share_the_port_and_the_metrics(mlp_artifact):
-    with start_server([f"mlp={mlp_artifact}"], args=["--workers", "2"]) as server:
+    # --inline-under-ms 0: batches on each model's own runner thread (a model this small would
+    # otherwise run them on the event loop's thread, as test_serving's server does).
+    with start_server([f"mlp={mlp_artifact}"], args=["--workers", "2", "--inline-under-ms", "0"]) as server:
         children = psutil.Process(server.pid).children()
         workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in children]  # (+ multiprocessing's resource tracker)
@@ -85,6 +87,7 @@ def test_workers_share_the_port_and_the_metrics(mlp_artifact):
         # Multiprocess mode: whichever worker answers the scrape reports all requests.
         assert 'tvmopt_requests_total{model="mlp",status="200"} 12.0' in metrics, metrics[:2000]
         assert server.stop() == 0  # SIGTERM reaches every worker; each drains and exits, then the supervisor
+    assert "batches run on a thread of their own" in server.log() and "event loop" not in server.log(), server.log()
     # Every child exits too; multiprocessing's resource tracker may take a moment after the
     # supervisor (it leaves when its pipe closes), more so on a loaded machine.
     _, alive = psutil.wait_procs(children, timeout=15)

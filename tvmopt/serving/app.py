@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..errors import InputSpecError, last_line
-from .batching import DynamicBatcher
+from .batching import INLINE_MAX_S, DynamicBatcher
 from .metrics import UNKNOWN_MODEL, Metrics
 from .models import ServedModel
 from .protocol import (HEADER_LENGTH, RequestError, decode_request, decompress, encode_response, error_body,
@@ -38,6 +38,7 @@ class ServerState:
     max_batch_size: int | None = None  # None: each model's own (its largest batch bucket, else 1)
     max_queue_delay_s: float = 0.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    inline_max_s: float = INLINE_MAX_S
     metrics: Metrics = field(default_factory=Metrics)
     batchers: dict[str, DynamicBatcher] = field(default_factory=dict)
     draining: bool = False
@@ -52,19 +53,23 @@ class ServerState:
 
 
 def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = None, max_queue_delay_ms: float = 0.0,
-               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, warm_up: bool = True) -> Starlette:
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, warm_up: bool = True,
+               inline_max_ms: float = INLINE_MAX_S * 1e3) -> Starlette:
     """The ASGI app serving `models`; its ServerState is `app.state.server`. With `warm_up`, each
-    model runs a few times on its own runner thread at startup, before any request is taken."""
-    state = ServerState({m.name: m for m in models}, max_batch_size, max_queue_delay_ms / 1e3, max_request_bytes)
+    model runs a few times at startup, before any request is taken, and a model whose full batch
+    takes under `inline_max_ms` then runs its batches on the event loop's thread (batching.py)."""
+    state = ServerState({m.name: m for m in models}, max_batch_size, max_queue_delay_ms / 1e3, max_request_bytes,
+                        inline_max_ms / 1e3)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         for model in state.models.values():
-            batcher = DynamicBatcher(model, state.batch_size_of(model), state.max_queue_delay_s, state.metrics)
+            batcher = DynamicBatcher(model, state.batch_size_of(model), state.max_queue_delay_s, state.metrics,
+                                     state.inline_max_s)
             batcher.start()
             state.batchers[model.name] = batcher
-        for batcher in state.batchers.values() if warm_up else ():
-            await batcher.warm_up()  # one model at a time: each uses every core
+        for batcher in state.batchers.values() if warm_up else ():  # one at a time: each uses every core
+            print(f"tvmopt serve: {await batcher.warm_up()}", flush=True)
         yield
         for batcher in state.batchers.values():
             await batcher.stop()

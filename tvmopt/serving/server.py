@@ -40,6 +40,7 @@ class ServeSettings:
     max_request_bytes: int = 64 << 20
     grace_s: float = 30.0  # the longest a drain waits for requests in flight
     warm_up: bool = True  # run each model (each batch bucket) on random inputs before serving
+    inline_max_ms: float = 2.0  # a model whose full batch is faster runs on the event loop's thread
 
     def check(self) -> None:
         if not self.models:
@@ -48,16 +49,18 @@ class ServeSettings:
             raise TvmoptError(f"--workers {self.workers}: needs at least 1")
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise TvmoptError(f"--max-batch-size {self.max_batch_size}: needs at least 1")
+        if self.inline_max_ms < 0:
+            raise TvmoptError(f"--inline-under-ms {self.inline_max_ms}: cannot be negative")
         if self.max_queue_delay_ms < 0:
             raise TvmoptError(f"--max-queue-delay-ms {self.max_queue_delay_ms}: cannot be negative")
 
 
 def serve(models: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           max_batch_size: int | None = None, max_queue_delay_ms: float = 0.0, max_request_mb: float = 64,
-          grace_s: float = 30.0, warm_up: bool = True) -> None:
+          grace_s: float = 30.0, warm_up: bool = True, inline_max_ms: float = 2.0) -> None:
     """Serve artifacts over the Open Inference Protocol until SIGTERM/SIGINT (blocks)."""
     settings = ServeSettings(tuple(str(m) for m in models), host, port, workers, max_batch_size,
-                             max_queue_delay_ms, int(max_request_mb * (1 << 20)), grace_s, warm_up)
+                             max_queue_delay_ms, int(max_request_mb * (1 << 20)), grace_s, warm_up, inline_max_ms)
     run(settings)
 
 
@@ -85,7 +88,7 @@ def _serve_socket(settings: ServeSettings, sock: socket.socket, models) -> None:
 
     app = create_app(models, max_batch_size=settings.max_batch_size,
                      max_queue_delay_ms=settings.max_queue_delay_ms, max_request_bytes=settings.max_request_bytes,
-                     warm_up=settings.warm_up)
+                     warm_up=settings.warm_up, inline_max_ms=settings.inline_max_ms)
     # No access log and nothing reads the client's address: uvicorn's X-Forwarded-* middleware
     # (proxy_headers) would only add a layer to every request.
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning",
