@@ -147,13 +147,14 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
         return _error(str(exc), exc.status)
 
     routes = [
+        # starlette tries routes in order (a regex match each): the one taking the traffic first
+        *model_routes("/infer", infer, methods=("POST",)),
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         *model_routes("", model_metadata),
         *model_routes("/ready", model_ready),
         *model_routes("/config", model_config),
-        *model_routes("/infer", infer, methods=("POST",)),
         Route("/metrics", metrics),
     ]
     handlers = {HTTPException: http_error, RequestError: request_error}
