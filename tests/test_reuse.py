@@ -4,6 +4,7 @@ cost-model warm start, and how the scheduler spends trials."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -104,6 +105,29 @@ def test_a_new_model_borrows_schedules_from_other_models_in_the_log(avx2_log, tm
     assert any("matmul" in kernel for kernel in borrowed), borrowed
     assert "run the schedule of a tuned kernel" in proc.stderr
     x = np.random.default_rng(3).standard_normal((1, 3, 28, 28)).astype("float32")
+    np.testing.assert_allclose(tvmopt.load(out)(x)[0], ort_run(other, {"input": x})[0], atol=1e-4, rtol=1e-4)
+
+
+def test_tuning_a_new_model_starts_from_the_schedules_in_the_log(avx2_log, tmp_path):
+    """Each task of a model nobody tuned that a logged kernel fits measures that kernel's fitted
+    schedule as its first trial: a real, logged record of the task that the search goes on from."""
+    root = tmp_path / "logs"
+    shutil.copytree(avx2_log.log_dir, root / "x86-avx2")
+    from tvmopt.logs.store import LogDatabase
+
+    before = len(LogDatabase(root / "x86-avx2", readonly=True))
+    other = _scaled_cnn(tmp_path / "scaled.onnx")
+    proc = run_cli("tune", str(other), "-t", "x86-avx2", "--budget", "smoke", "--log-dir", str(root),
+                   "--no-progress", "--no-check")
+    assert proc.returncode == 0, proc.stderr
+    session = json.loads(sorted((root / "x86-avx2" / "sessions").glob("*scaled*.json"))[-1].read_text())
+    assert re.search(r"\b[1-9]\d*/\d+ tasks started from the schedule of a similar kernel in the x86-avx2 log",
+                     proc.stdout), proc.stdout
+    # Seeds are trials like the others: every one measured, logged and counted.
+    assert len(LogDatabase(root / "x86-avx2", readonly=True)) == before + session["trials_run"]
+    out = tmp_path / "art"
+    assert run_cli("compile", str(other), "-t", "x86-avx2", "--log-dir", str(root), "-o", str(out)).returncode == 0
+    x = np.random.default_rng(5).standard_normal((1, 3, 28, 28)).astype("float32")
     np.testing.assert_allclose(tvmopt.load(out)(x)[0], ort_run(other, {"input": x})[0], atol=1e-4, rtol=1e-4)
 
 

@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--transfer-from", action="append", default=[], metavar="LOG",
                    help="warm-start the XGBoost cost model from this tuning log (another model or target, "
                         "e.g. tuning_logs/x86-avx512); repeatable")
+    p.add_argument("--no-seeds", dest="seeds", action="store_false",
+                   help="do not start a task the log has never measured from the fitted schedule of a similar "
+                        "kernel in the target's log or a compatible reference log (by default its first trial)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the final check: compile with the log and compare the measured model latency "
                         "with the session's estimate")
@@ -57,7 +60,7 @@ def run(args) -> int:
     print(f"tuning {model.name} for {args.target} {where} ({budget.describe()}); log: {args.log_dir}", file=sys.stderr)
     try:
         log = tune(model, args.target, budget=budget, log_root=args.log_dir, progress=not args.no_progress,
-                   seed=args.seed, rpc=rpc, transfer=args.transfer_from)
+                   seed=args.seed, rpc=rpc, transfer=args.transfer_from, seed_from_logs=args.seeds)
     except TuningInterrupted as stop:
         log = stop.log
         print(f"tvmopt: interrupted: {log.trials_run} trials kept in {log.log_dir} (session {log.session_path.name}); "
@@ -83,6 +86,10 @@ def print_tuning(log) -> None:
     if log.covered_tasks:
         print(f"\n{len(log.covered_tasks)}/{len(log.tasks)} tasks were already tuned in the log (by this or another "
               "model): no new trials for them")
+    if log.seeded:
+        logs = sorted({donor.rsplit(" of the ", 1)[-1] for donor in log.seeded.values()})
+        print(f"\n{len(log.seeded)}/{len(log.tasks)} tasks started from the schedule of a similar kernel in "
+              f"the {', '.join(logs)} (their first trial; --no-seeds to start from scratch)")
     est = f"{log.estimated_ms:.3f} ms" if log.estimated_ms is not None else "n/a"
     print(f"\n{log.status}: {log.trials_run} new trials in {log.wall_s:.1f} s; estimated model latency {est}")
     if log.untuned_tasks:

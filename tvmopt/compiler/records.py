@@ -128,6 +128,15 @@ def finish_schedules(fused: tvm.IRModule, target: tvm.target.Target, tuning: Tun
     return fused, replace(tuning, prepacked=prepacked, schedules_borrowed=tuple(sorted(borrowed.items())))
 
 
+def logged_kernels(spec: TargetSpec, log_root: Path) -> list[TunedKernel]:
+    """The best schedule of every workload in the target's log and its compatible reference logs:
+    what a kernel that no record fits may start from (a tuning session's seeds)."""
+    database, sources, log_dir = open_records(spec, Path(log_root))
+    if database is None:
+        return []
+    return _log_donors(database, set(), sources, [log_dir, *reference_logs(spec, Path(log_root))])
+
+
 def _log_donors(database: LogDatabase, used: set[str], sources: dict[str, str],
                 logs: list[Path]) -> list[TunedKernel]:
     """The best schedule of every other workload in the logs (other models' kernels), named by the

@@ -85,14 +85,30 @@ def borrow_schedules(mod: tvm.IRModule, target: tvm.target.Target, tuned: Sequen
             found[key] = _borrow_one(gv.name_hint, func, kernel, tuned, target, postprocs)
         if found[key] is not None:
             scheduled, source = found[key]
-            mod[gv] = tvm.tirx.PrimFunc(scheduled.params, scheduled.body, scheduled.ret_type,
+            main = scheduled.mod["main"]
+            mod[gv] = tvm.tirx.PrimFunc(main.params, main.body, main.ret_type,
                                         attrs=func.attrs).with_attr("tirx.is_scheduled", True)
             borrowed[gv.name_hint] = source
     return mod, borrowed
 
 
+def fit_schedule(name: str, kernel: tvm.IRModule, tuned: Sequence[TunedKernel], target: tvm.target.Target,
+                 postprocs: list, build: bool = True) -> tuple[tvm.s_tir.Schedule, str] | None:
+    """`kernel` (a normalized one-function module) scheduled by the most similar tuned kernel whose
+    trace fits it, and that donor's name; None if none fits. With `build`, a schedule must also
+    build (tried for at most _MAX_BUILDS traces); without, the first that applies is taken (a
+    tuning session's builder builds it anyway). Its trace replays as a MetaSchedule record's does."""
+    return _borrow_one(name, kernel["main"], kernel, tuned, target, postprocs, build)
+
+
+def postprocs_for(kernel: tvm.IRModule, target: tvm.target.Target) -> list:
+    """The postprocessors MetaSchedule runs after replaying a trace for `target` (made once, used
+    for every kernel of that target)."""
+    return _postprocs(kernel, target)
+
+
 def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKernel], target: tvm.target.Target,
-                postprocs: list) -> tuple[object, str] | None:
+                postprocs: list, build: bool = True) -> tuple[tvm.s_tir.Schedule, str] | None:
     """(the kernel scheduled by the first fitting trace that builds, its donor's name), or None."""
     builds = 0
     candidates = _most_similar_first(name, *block_names(func), buffer_shapes(func), tuned)
@@ -100,7 +116,7 @@ def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKern
         if builds == _MAX_BUILDS:
             break
         with captured():  # a trace that does not fit makes TVM print its error
-            scheduled, built = _replay(kernel, source.trace, target, postprocs)
+            scheduled, built = _replay(kernel, source.trace, target, postprocs, build)
         builds += built
         if scheduled is not None:
             return scheduled, source.name
@@ -145,9 +161,10 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
     return sorted(filter(fits, tuned), key=distance)
 
 
-def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: list) -> tuple[object, bool]:
-    """(`kernel` scheduled by `trace`, its tile sizes redrawn where they do not fit, or None if the
-    trace does not apply or the result does not build; whether a build was tried)."""
+def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: list,
+            build: bool = True) -> tuple[tvm.s_tir.Schedule | None, bool]:
+    """(`kernel`'s schedule by `trace`, its tile sizes redrawn where they do not fit, or None if the
+    trace does not apply or, with `build`, the result does not build; whether a build was tried)."""
     sch = tvm.s_tir.Schedule(kernel, seed=1)
 
     def fit(inst, inputs, attrs, decision):
@@ -165,15 +182,18 @@ def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: l
         # Without the trace's own postprocessing steps (they count the kernel's blocks, so a kernel
         # with an extra block failed: "old_outputs.size() == new_outputs.size() (3 vs. 4)").
         trace.apply_to_schedule(sch, remove_postproc=True, decision_provider=fit)
+        sch.enter_postproc()  # as MetaSchedule marks them: a replay of this trace drops what follows
         if not all(postproc.apply(sch) for postproc in postprocs):
             return None, False
     except Exception:  # noqa: BLE001 - blocks missing, an invalid tile: not this trace
         return None, False
+    if not build:
+        return sch, False
     try:
         tvm.compile(sch.mod, target=target)
     except Exception:  # noqa: BLE001 - applies but does not lower
         return None, True
-    return sch.mod["main"], True
+    return sch, True
 
 
 def _postprocs(kernel: tvm.IRModule, target: tvm.target.Target) -> list:

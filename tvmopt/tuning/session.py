@@ -37,6 +37,7 @@ from .progress import SessionProgress
 from .runner import StoppableRunner, local_runner, rpc_runner
 from .scheduler import AddNewToDatabase, CommitEachBatch, ProgressCallback, UpdateCostModel
 from .search import search_strategy, tune_contexts
+from .seeds import plant_seeds
 
 if TYPE_CHECKING:
     from ..runtime.remote import RpcDevice
@@ -56,6 +57,7 @@ class TuningLog:
     status: str
     untuned_tasks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seeded: dict[str, str] = field(default_factory=dict)  # task -> the logged kernel its first trial came from
 
     @property
     def covered_tasks(self) -> list[TaskSummary]:
@@ -75,6 +77,7 @@ def tune(
     transfer: Sequence[str | os.PathLike] = (),
     options: GraphOptions | None = None,
     batch_sizes: Sequence[int] | None = None,
+    seed_from_logs: bool = True,
 ) -> TuningLog:
     """Tune every kernel of `model` for `target`; returns the session's TuningLog.
 
@@ -83,7 +86,9 @@ def tune(
     (other models, other targets) whose records warm-start the XGBoost cost model, so the first
     batches are not picked at random. `options` (compiler GraphOptions) must match what compile uses.
     `batch_sizes` tunes one static copy of the model per batch size (compiler/buckets.py), all in
-    this one session and log.
+    this one session and log. With `seed_from_logs`, a task the log has never measured gets, as its
+    first trial, the fitted schedule of the most similar kernel in the target's log or a compatible
+    reference log (tuning/seeds.py).
     """
     options = options or GraphOptions()
     if batch_sizes:
@@ -172,12 +177,15 @@ def tune(
             os._exit(130)  # still holding the log lock: no record is cut in half
 
     state.on_batch = checkpoint
+    seeded: dict[str, str] = {}
     if todo:
         try:
             with InterruptGuard(stop_soon, exit_now):
                 cost_model = _cost_model(transfer, tvm_target, session)
-                _run_metaschedule([extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec, database,
-                                  state, started, seed, rpc, cost_model)
+                fresh = [k for k, i in enumerate(todo) if summaries[i].trials_before == 0]
+                donors = _seed_donors(spec, log_root) if seed_from_logs and fresh else []
+                seeded = _run_metaschedule([extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec,
+                                           database, state, started, seed, rpc, cost_model, fresh, donors)
             status = "interrupted" if state.interrupted else "timeout" if state.timed_out else "finished"
         except KeyboardInterrupt:
             session.status = "interrupted"  # every finished batch is already in the log
@@ -225,6 +233,7 @@ def tune(
         status=status,
         untuned_tasks=session.untuned_tasks,
         warnings=list(database.warnings),
+        seeded=seeded,
     )
     if state.interrupted:
         raise TuningInterrupted(result)
@@ -248,8 +257,22 @@ def _cost_model(transfer, tvm_target, session: SessionRecord):
     return model if used else "xgb"
 
 
+def _seed_donors(spec: TargetSpec, log_root) -> list:
+    """The logged kernels a new task's first trial may borrow from (compiler/records.py)."""
+    from ..compiler.records import logged_kernels
+
+    try:
+        return logged_kernels(spec, Path(log_root))
+    except Exception as err:  # noqa: BLE001 - an unreadable reference log: tune without seeds
+        logging.getLogger("tvmopt").warning("no seeds from the logs: %s", last_line(err))
+        return []
+
+
 def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: LogDatabase,
-                      state: SessionProgress, started: float, seed, rpc, cost_model="xgb") -> None:
+                      state: SessionProgress, started: float, seed, rpc, cost_model="xgb",
+                      fresh: Sequence[int] = (), donors: Sequence = ()) -> dict[str, str]:
+    """Tune `tasks`; the `fresh` ones (never measured) first measure a seed borrowed from `donors`.
+    Returns the seeds measured: {task: donor}."""
     cores = max(1, len(os.sched_getaffinity(0)))
     logging.getLogger("tvmopt.metaschedule").setLevel(logging.WARNING)
     measured = database.measured_hashes([task.dispatched[0] for task in tasks])
@@ -264,6 +287,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: L
     try:
         strategy = search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured)
         contexts = tune_contexts(tasks, strategy, cores, seed)
+        seeded = plant_seeds(contexts, fresh, donors, builder, runner, database, state) if donors else {}
         deadline = started + plan.timeout_s if plan.timeout_s else None
         ms.tune.tune_tasks(
             tasks=contexts,
@@ -288,6 +312,7 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: L
         builder.shutdown()
         if pool is not None:
             pool.shutdown()
+    return seeded
 
 
 def _check_tunable(model: Model, spec: TargetSpec, rpc) -> None:
