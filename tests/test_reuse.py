@@ -123,6 +123,7 @@ def test_tuning_a_new_model_starts_from_the_schedules_in_the_log(avx2_log, tmp_p
     session = json.loads(sorted((root / "x86-avx2" / "sessions").glob("*scaled*.json"))[-1].read_text())
     assert re.search(r"\b[1-9]\d*/\d+ tasks started from the schedule of a similar kernel in the x86-avx2 log",
                      proc.stdout), proc.stdout
+    assert session["seeded"] and all(d.endswith("of the x86-avx2 log") for d in session["seeded"].values())
     # Seeds are trials like the others: every one measured, logged and counted.
     assert len(LogDatabase(root / "x86-avx2", readonly=True)) == before + session["trials_run"]
     out = tmp_path / "art"

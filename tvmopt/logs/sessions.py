@@ -84,6 +84,7 @@ class SessionRecord:
     history: list[list] = field(default_factory=list)
     transfer: TransferInfo | None = None
     optimizations: dict | None = None  # the compiler's GraphOptions it tuned with, as written
+    seeded: dict[str, str] = field(default_factory=dict)  # task -> logged kernel its first trial came from
     file: str = ""  # the file it was read from (not written)
 
     def to_json(self) -> dict:
@@ -95,7 +96,7 @@ class SessionRecord:
             "wall_s": self.wall_s, "trials_run": self.trials_run,
             "estimated_ms": self.estimated_ms, "untuned_tasks": self.untuned_tasks, "history": self.history,
             "transfer": {"logs": list(self.transfer.logs), "records": self.transfer.records} if self.transfer else None,
-            "optimizations": self.optimizations,
+            "optimizations": self.optimizations, "seeded": self.seeded,
         }
 
     @staticmethod
@@ -114,7 +115,7 @@ class SessionRecord:
             history=list(obj.get("history") or []),
             transfer=TransferInfo(tuple(transfer.get("logs") or ()), int(transfer.get("records", 0)))
             if transfer else None,
-            optimizations=obj.get("optimizations"),
+            optimizations=obj.get("optimizations"), seeded=dict(obj.get("seeded") or {}),
             file=file,
         )
 

@@ -8,6 +8,9 @@ random samples of its space; a task without records starts from random samples o
 session of a few trials per task measures schedules far from tuned ones. A seed is measured by
 the session's own builder and runner and logged as a real record of the task, so the search
 evolves from it and the cost model learns from it; it counts as one of the task's trials.
+Kernels without a reduction block (layout changes, reshapes, element-wise) get no seed: their
+spaces hold a few schedules the first batch covers, and a borrowed one only widens what a later
+session finds new to measure there.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .._compat import ms
-from ..compiler.transfer import TunedKernel, fit_schedule, postprocs_for
+from ..compiler.transfer import TunedKernel, block_names, fit_schedule, postprocs_for
 from ..native_output import captured
 from .builder import ALREADY_MEASURED, NOT_MEASURED
 from .progress import SessionProgress
@@ -31,6 +34,8 @@ def plant_seeds(contexts: Sequence, task_ids: Sequence[int], donors: Sequence[Tu
     postprocs: list = []
     for task_id in task_ids:
         ctx = contexts[task_id]
+        if not block_names(ctx.mod["main"])[1]:
+            continue  # no reduction (a layout change, a reshape): a space of a few schedules, little time
         postprocs = postprocs or postprocs_for(ctx.mod, ctx.target)
         with captured():
             found = fit_schedule(ctx.task_name, ctx.mod, donors, ctx.target, postprocs, build=False)

@@ -185,7 +185,8 @@ def tune(
                 fresh = [k for k, i in enumerate(todo) if summaries[i].trials_before == 0]
                 donors = _seed_donors(spec, log_root) if seed_from_logs and fresh else []
                 seeded = _run_metaschedule([extracted[i] for i in todo], [quotas[i] for i in todo], plan, spec,
-                                           database, state, started, seed, rpc, cost_model, fresh, donors)
+                                           database, state, started, seed, rpc, cost_model, fresh, donors,
+                                           session)
             status = "interrupted" if state.interrupted else "timeout" if state.timed_out else "finished"
         except KeyboardInterrupt:
             session.status = "interrupted"  # every finished batch is already in the log
@@ -270,7 +271,8 @@ def _seed_donors(spec: TargetSpec, log_root) -> list:
 
 def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: LogDatabase,
                       state: SessionProgress, started: float, seed, rpc, cost_model="xgb",
-                      fresh: Sequence[int] = (), donors: Sequence = ()) -> dict[str, str]:
+                      fresh: Sequence[int] = (), donors: Sequence = (), session: SessionRecord | None = None
+                      ) -> dict[str, str]:
     """Tune `tasks`; the `fresh` ones (never measured) first measure a seed borrowed from `donors`.
     Returns the seeds measured: {task: donor}."""
     cores = max(1, len(os.sched_getaffinity(0)))
@@ -288,6 +290,8 @@ def _run_metaschedule(tasks, quotas, plan: Budget, spec: TargetSpec, database: L
         strategy = search_strategy(plan.population, plan.genetic_iters, plan.init_min_unmeasured)
         contexts = tune_contexts(tasks, strategy, cores, seed)
         seeded = plant_seeds(contexts, fresh, donors, builder, runner, database, state) if donors else {}
+        if session is not None:
+            session.seeded = seeded  # saved with the next batch's checkpoint
         deadline = started + plan.timeout_s if plan.timeout_s else None
         ms.tune.tune_tasks(
             tasks=contexts,
