@@ -189,19 +189,32 @@ def test_artifact_is_readable_by_another_user(cnn_onnx, shared_dir):
 
 
 def test_full_disk_during_tune_is_one_line_and_keeps_the_log_readable(cnn_onnx, tmp_path):
-    """The log's file system fills up (here: a file-size limit, EFBIG) when the first batch is logged."""
-    import signal
+    """The log's file system fills up (here: a file-size limit, EFBIG) when the first batch is logged.
 
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
-
+    Only the tvmopt process gets the limit; its builder and runner workers (whose temp files sit on
+    another file system in this story) get it lifted again, so that LLVM can still write kernels of
+    any size on any host CPU. A sitecustomize does both, since the workers are fresh interpreters.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, resource, signal\n"
+        "limit = os.environ.pop('TVMOPT_TEST_LOG_FSIZE', None)\n"
+        "if limit is not None:  # the tvmopt process: a write past the limit fails instead of killing\n"
+        "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))\n"
+        "    os.environ['TVMOPT_TEST_WORKER_UNLIMITED'] = '1'\n"
+        "elif os.environ.get('TVMOPT_TEST_WORKER_UNLIMITED'):\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n")
+    pythonpath = os.pathsep.join(p for p in (str(site), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=pythonpath, TVMOPT_TEST_LOG_FSIZE=str(16 << 10))
+    log_root = tmp_path / "logs"
     proc = subprocess.run([sys.executable, "-m", "tvmopt", "tune", str(cnn_onnx), "--budget", "smoke",
-                           "--log-dir", str(tmp_path), "--no-progress"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, preexec_fn=limit_file_size)
+                           "--log-dir", str(log_root), "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=env)
     message = one_line_error(proc)
     assert "cannot append to the tuning log" in message and "tuning stopped" in message
-    (log_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (log_dir,) = [p for p in log_root.iterdir() if p.is_dir()]
     sessions = [json.loads(p.read_text()) for p in (log_dir / "sessions").glob("*.json")]
     assert [s["status"] for s in sessions] == ["failed"]
     validated = run_cli("logs", "validate", str(log_dir), "--json")
