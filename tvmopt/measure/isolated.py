@@ -156,21 +156,6 @@ def _local_round(fn: Callable[[], object], runs: int, warm_s: float) -> float:
     return statistics.median(times)
 
 
-def _reply(name: str, process, parent, timeout: float | None) -> float:
-    """The child's next message: a round's median (ms); its error raised here."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not parent.poll(0.2):
-        ctrl_c.check()
-        if not process.is_alive():
-            raise RuntimeError(f"timing process of {name} exited with status {process.exitcode}")
-        if deadline is not None and time.monotonic() > deadline:
-            raise RuntimeError(f"timing process of {name} did not start within {timeout:.0f} s")
-    kind, value = parent.recv()
-    if kind == "error":
-        raise RuntimeError(f"{name}: {value}")
-    return value
-
-
 def child_main(fd: int) -> None:
     """A timing process: build the contender, warm it up, then time one round per request."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the children
