@@ -15,18 +15,20 @@ def register(sub) -> None:
         description="Benchmark a zoo model (" + ", ".join(ZOO) + ") or any ONNX file on this "
                     "machine: TVM untuned, TVM with the best records in the log, ONNX Runtime (same thread count) "
                     "on the same file (a quantized model against ORT on that quantized file), and for zoo models "
-                    "PyTorch eager and torch.compile. Interleaved rounds, medians, ratio to ONNX Runtime, max abs "
-                    "difference of outputs. --baseline FP32.onnx adds both fp32 paths to the same run.",
+                    "PyTorch eager and torch.compile. Rounds alternate between contenders; TVM and ONNX Runtime each "
+                    "run in a process of their own, as deployed (in one process their thread pools slow each other). "
+                    "Medians, ratio to ONNX Runtime, max abs difference of outputs. --baseline FP32.onnx adds "
+                    "both fp32 paths to the same run.",
     )
     p.add_argument("model", help="zoo name or ONNX file")
     target_arg(p)
     log_arg(p)
-    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    p.add_argument("--rounds", type=int, default=10, help="alternated rounds (default 10)")
     p.add_argument("--runs", type=int, default=10, help="calls per contender per round (default 10)")
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
     p.add_argument("--baseline", metavar="FP32.onnx",
                    help="the fp32 model a quantized MODEL came from: its tuned tvmopt build and ONNX Runtime run "
-                        "in the same interleaved rounds, with each engine's ratio to its own fp32 latency")
+                        "in the same alternated rounds, with each engine's ratio to its own fp32 latency")
     p.add_argument("--no-untuned", action="store_true", help="skip TVM's untuned build (slow for CNNs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_bench)
