@@ -51,6 +51,16 @@ def leave_one_out(source: Path, model, dest: Path) -> int:
     return database.num_workloads - len(kept)
 
 
+def only_the_given_log(tmp: str, models: str, onnx: list[str]) -> list[Path]:
+    """Hide the shipped logs from compile and tune (the leave-one-out log becomes the only reference)
+    and return the ONNX files to run: the zoo `models` (comma-separated) exported into `tmp`, then `onnx`."""
+    empty = Path(tmp, "no-shipped-logs")
+    empty.mkdir()
+    records.shipped_logs_root = lambda: empty
+    paths = [zoo.get(name).export_onnx(Path(tmp, f"{name}.onnx")) for name in models.split(",") if name]
+    return paths + [Path(p) for p in onnx]
+
+
 def run(path: Path, log: Path, work: Path, rounds: int, runs: int, show_donors: bool = False) -> dict:
     model = tvmopt.import_model(path)
     root = work / "logs"
@@ -90,11 +100,7 @@ def main() -> None:
     parser.add_argument("--show-donors", action="store_true", help="print each borrowed kernel and its donor (stderr)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp, "no-shipped-logs")
-        empty.mkdir()
-        records.shipped_logs_root = lambda: empty  # the leave-one-out log is the only log the compile sees
-        paths = [zoo.get(name).export_onnx(Path(tmp, f"{name}.onnx")) for name in args.models.split(",") if name]
-        paths += [Path(p) for p in args.onnx]
+        paths = only_the_given_log(tmp, args.models, args.onnx)
         print("| model | kernels | borrowed | TVM default ms | borrowed ms | ORT ms | default / ORT | borrowed / ORT "
               "| compile s (borrowed / default) |")
         print("|---|---|---|---|---|---|---|---|---|")

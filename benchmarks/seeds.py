@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 
 import tvmopt
-from tvmopt.compiler import records
-from tvmopt.frontends import zoo
 from tvmopt.measure.baselines import OrtSession
 from tvmopt.measure.timing import interleaved_medians, max_abs_diff
 from tvmopt.resources import shipped_logs_root
@@ -33,7 +31,7 @@ from tvmopt.threads import default_threads
 from tvmopt.tuning import make_budget
 
 sys.path.insert(0, str(Path(__file__).parent))
-from borrow import leave_one_out  # noqa: E402
+from borrow import leave_one_out, only_the_given_log  # noqa: E402
 
 
 def run(path: Path, log: Path, work: Path, budget: str, minutes: float, rounds: int, runs: int,
@@ -87,11 +85,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp, "no-shipped-logs")
-        empty.mkdir()
-        records.shipped_logs_root = lambda: empty  # the leave-one-out log is the only reference
-        paths = [zoo.get(name).export_onnx(Path(tmp, f"{name}.onnx")) for name in args.models.split(",") if name]
-        paths += [Path(p) for p in args.onnx]
+        paths = only_the_given_log(tmp, args.models, args.onnx)
         print("| model | tasks | seeded | trials (seeded / plain) | estimate ms (seeded / plain) | seeded ms | plain ms "
               "| ORT ms | seeded / ORT | plain / ORT |")
         print("|---|---|---|---|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@ device), rounds alternated so that machine noise hits all of them alike; the res
 of the round medians, with its ratio to ONNX Runtime and the max abs difference of
 its outputs from ONNX Runtime's, both on the same model file: a quantized model is compared with
 ONNX Runtime running that quantized file. With `baseline` (the fp32 model), tvmopt's tuned fp32
-build and ONNX Runtime on the fp32 file join the same interleaved run, and each engine's ratio to
+build and ONNX Runtime on the fp32 file join the same run, and each engine's ratio to
 its own fp32 latency is reported.
 
 TVM and ONNX Runtime each run in a process of their own (measure/isolated.py), as they are
