@@ -45,6 +45,16 @@ def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
+def channel_block(channels: int, block: int) -> int | None:
+    """The block for a conv's channels: the target's, else half of it (a narrower vector, e.g. 24
+    channels as 3 x 8 on AVX-512, where they would otherwise stay NCHW with a reorder on each side),
+    else None."""
+    for candidate in (block, block // 2):
+        if candidate >= 4 and channels % candidate == 0:
+            return candidate
+    return None
+
+
 def conv_layouts(call: relax.Call, block: int) -> tuple[list[str] | None, str]:
     """The [data, weight, output] layouts for one NCHW conv2d, or (None, why not)."""
     attrs = call.attrs
@@ -57,13 +67,16 @@ def conv_layouts(call: relax.Call, block: int) -> tuple[list[str] | None, str]:
     cin = int(shapes[0].values[1])
     cout = int(shapes[1].values[0])
     groups = int(attrs.groups)
-    if cout % block:
-        return None, f"{cout} output channels are not a multiple of {block}"
+    oc_bn = channel_block(cout, block)
+    if oc_bn is None:
+        return None, f"{cout} output channels are not a multiple of {block} or {block // 2}"
     if groups == 1:
-        ic_bn = block if cin % block == 0 else _largest_divisor(cin, block)  # the stem: 3 channels -> 3c
-        return [f"NCHW{ic_bn}c", f"OIHW{ic_bn}i{block}o", f"NCHW{block}c"], ""
+        # Input blocks follow the producer's output block (no reorder between them); the stem's
+        # 3 channels -> 3c.
+        ic_bn = channel_block(cin, block) or _largest_divisor(cin, block)
+        return [f"NCHW{ic_bn}c", f"OIHW{ic_bn}i{oc_bn}o", f"NCHW{oc_bn}c"], ""
     if groups == cin == cout:  # depthwise
-        return [f"NCHW{block}c", f"OIHW1i{block}o", f"NCHW{block}c"], ""
+        return [f"NCHW{oc_bn}c", f"OIHW1i{oc_bn}o", f"NCHW{oc_bn}c"], ""
     return None, f"grouped conv ({groups} groups) stays NCHW"
 
 
