@@ -7,6 +7,7 @@ was expected; the server answers it with its status and `{"error": message}`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zlib
@@ -24,6 +25,7 @@ DATATYPES = {
     "FP16": "float16", "FP32": "float32", "FP64": "float64",
 }
 V2_DATATYPE = {dtype: v2 for v2, dtype in DATATYPES.items()}
+_V2_OF_NUMPY = {np.dtype(dtype): v2 for v2, dtype in DATATYPES.items()}  # str(np.dtype) takes 4.5 us
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -139,7 +141,8 @@ def encode_response(model_name: str, version: str, request: InferRequest, specs:
     entries, blobs = [], []
     for wanted in request.outputs:
         spec, array = specs[wanted.index], np.ascontiguousarray(outputs[wanted.index])
-        entry: dict[str, Any] = {"name": spec.name, "datatype": v2_datatype(str(array.dtype)),
+        entry: dict[str, Any] = {"name": spec.name,
+                                 "datatype": _V2_OF_NUMPY.get(array.dtype) or v2_datatype(str(array.dtype)),
                                  "shape": list(array.shape)}
         if wanted.binary:
             blob = array.tobytes()
@@ -212,7 +215,7 @@ def _check_shape(item: dict, spec: TensorSpec, dims: dict[str, tuple[int, str]])
 def _tensor_data(item: dict, spec: TensorSpec, shape: tuple[int, ...], body: bytes,
                  offset: int) -> tuple[np.ndarray, int]:
     """The input's array (JSON `data`, or its slice of the binary part) and the next binary offset."""
-    dtype = np.dtype(spec.dtype)
+    dtype = _numpy_dtype(spec.dtype)
     count = math.prod(shape)
     parameters = item.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -234,6 +237,11 @@ def _tensor_data(item: dict, spec: TensorSpec, shape: tuple[int, ...], body: byt
     if "data" not in item:
         raise RequestError(f"input '{spec.name}' has neither 'data' nor parameters.binary_data_size")
     return _json_array(item["data"], spec, dtype, shape, count), offset
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_dtype(name: str) -> np.dtype:
+    return np.dtype(name)
 
 
 def _json_array(data: Any, spec: TensorSpec, dtype: np.dtype, shape: tuple[int, ...], count: int) -> np.ndarray:
