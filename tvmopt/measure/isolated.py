@@ -190,7 +190,10 @@ def _build(contender: ProcessContender, feeds: dict[str, np.ndarray]) -> Callabl
     if contender.kind == "artifact":
         from ..runtime import load
 
-        return load(contender.path).bound_call(feeds)
+        # The call a user makes, numpy in and numpy out, as ONNX Runtime's run below: inputs
+        # checked and copied in, outputs copied out (Predictor.bound_call would skip both).
+        predictor = load(contender.path)
+        return lambda: predictor(**feeds)
     if contender.kind == "onnxruntime":
         from .baselines import OrtSession
 

@@ -144,7 +144,9 @@ class Predictor:
         return Latency(tuple(s * 1e3 for s in seconds))
 
     def bound_call(self, inputs: dict[str, np.ndarray]):
-        """A no-argument callable running the model on `inputs` already on the device (timing)."""
+        """A no-argument callable running the model on `inputs` already on the device, outputs left
+        there (timing kernels, e.g. two builds against each other; against another engine, time
+        the full call, numpy in and out)."""
         name, arrays = self._entry(bind_inputs(self.inputs, (), inputs, self.cast_inputs))
         main = self._vm().function(name)
         tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
