@@ -131,3 +131,60 @@ def test_a_best_only_read_keeps_each_workloads_best_record_and_counts(tuned_log)
         assert (full.trials_for(mod), full.valid_trials_for(mod)) == (best.trials_for(mod), best.valid_trials_for(mod))
     with pytest.raises(ValueError, match="read-only"):
         LogDatabase(tuned_log.log_dir, best_only=True)
+
+
+def _layer_norm_onnx(path, matmul_first: bool):
+    """x [1, 64, 96] -> LayerNormalization, with a MatMul before it or not: the same layer-norm
+    kernel, its blocks named after a different input tensor (x_sum vs lv_sum)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.ones(96, np.float32), "gamma"),
+             numpy_helper.from_array(np.zeros(96, np.float32), "beta")]
+    nodes, source = [], "x"
+    if matmul_first:
+        inits.append(numpy_helper.from_array(rng.standard_normal((96, 96)).astype(np.float32), "w"))
+        nodes.append(helper.make_node("MatMul", ["x", "w"], ["h"]))
+        source = "h"
+    nodes.append(helper.make_node("LayerNormalization", [source, "gamma", "beta"], ["y"], axis=-1, epsilon=1e-5))
+    graph = helper.make_graph(nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 96])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 96])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_kernel_logged_under_other_block_names_is_tuned_and_compiled_with_readable_records(tmp_path):
+    """MetaSchedule takes two kernels that differ only in block names for one workload; the log
+    keeps the first one's names. A second model's session must still write records the log can
+    read back, and its compile must apply them (they were unreadable lines before)."""
+    import tvm
+    from tvmopt.compiler import GraphOptions
+    from tvmopt.compiler.passes import fuse
+    from tvmopt.compiler.records import apply_records
+    from tvmopt.logs.workload import block_names
+    from tvmopt.targets import get_target
+    from tvmopt.tuning import make_budget
+
+    root = tmp_path / "logs"
+    plain = tvmopt.import_model(_layer_norm_onnx(tmp_path / "plain.onnx", matmul_first=False))
+    after_matmul = tvmopt.import_model(_layer_norm_onnx(tmp_path / "matmul.onnx", matmul_first=True))
+    tvmopt.tune(plain, "host", budget=make_budget("smoke", trials_per_task=2), log_root=root, progress=False)
+    log = tvmopt.tune(after_matmul, "host", budget=make_budget("smoke", trials_per_task=6), log_root=root, progress=False)
+    norm = [t for t in log.tasks if "layer_norm" in t.name]
+    assert norm and norm[0].trials_run > 0  # the second session did tune the shared kernel
+    proc = run_cli("logs", "validate", str(log.log_dir))
+    assert proc.returncode == 0 and "unreadable" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+    spec = get_target("host")
+    fused = fuse(after_matmul.mod, spec.tvm_target(), GraphOptions())
+    names = [block_names(tvm.IRModule({"main": f})) for gv, f in fused.functions_items() if "layer_norm" in gv.name_hint]
+    scheduled, tuning, _ = apply_records(fused, spec.tvm_target(), spec, root)
+    assert tuning.tasks_tuned == tuning.tasks_total
+    for name, func in scheduled.functions_items():
+        if "layer_norm" in name.name_hint:
+            assert func.attrs.get("tirx.is_scheduled"), f"{name.name_hint} ({names}) kept TVM's default schedule"
+

@@ -36,7 +36,7 @@ import tvm
 from .._compat import derived_object, ms
 from .._files import make_dirs, write_atomic, write_atomic_bytes
 from ..errors import LogError, last_line, path_error
-from .workload import record_seconds, valid_run_seconds, workload_hash
+from .workload import block_names, record_seconds, rename_trace_blocks, valid_run_seconds, workload_hash
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -265,6 +265,13 @@ class LogDatabase(ms.database.PyDatabase):
         self._bound: dict[str, set[str]] = {}  # record line digest -> workload hash(es) it was written for
         self._unverified: list[tuple[int, bytes]] = []  # record lines not bound to their workload
         self._unbound: list[str] = []  # binding lines for the records of a log without bindings
+        # A workload equal to a logged one but naming its blocks otherwise (see block_names): its
+        # traces are translated to the logged names when written and back when read.
+        self._logged_names: dict[int, tuple[str, ...]] = {}  # canonical index -> its block names
+        self._to_logged: dict[int, dict[str, str]] = {}  # canonical index -> {session name: logged}
+        self._from_logged: dict[int, tuple[dict[str, str], tvm.IRModule]] = {}  # and back, with the module
+        self._translated: dict[tuple, object] = {}  # (canonical, names, trace key) -> record for the session
+        self._last_names: tuple[tvm.IRModule | None, tuple[str, ...]] = (None, ())
         with self._locked():
             self._refresh()
             if not readonly:
@@ -506,6 +513,11 @@ class LogDatabase(ms.database.PyDatabase):
         return self._mem.has_workload(mod)
 
     def commit_workload(self, mod: tvm.IRModule):
+        workload = self._commit_workload(mod)
+        self._note_block_names(mod, workload)
+        return workload
+
+    def _commit_workload(self, mod: tvm.IRModule):
         if self._mem.has_workload(mod):
             return self._mem.commit_workload(mod)
         if self.readonly:
@@ -527,11 +539,20 @@ class LogDatabase(ms.database.PyDatabase):
             self._remember(record.workload, as_json, record)
             return
         if self._canonical_index(record.workload) is None:
-            self.commit_workload(record.workload.mod)
+            self._commit_workload(record.workload.mod)
         with self._write_errors_kept(), self._locked():
             self._refresh()
             workload = self._mem.commit_workload(record.workload.mod)
             canonical = self._canonical_index(workload)
+            names = self._to_logged.get(canonical)
+            if names:  # the session's module names the blocks otherwise: write the log's names
+                as_json = [rename_trace_blocks(as_json[0], names), *as_json[1:]]
+                try:
+                    record = _record_from_json(as_json, workload)
+                except Exception as err:  # noqa: BLE001 - never write a line that cannot be read back
+                    self._warn(f"a record of workload line {canonical + 1} does not replay under the log's block "
+                               f"names ({type(err).__name__}), not written")
+                    return
             if trace_key(as_json) in self._traces.get(canonical, ()):
                 self.duplicates_skipped += 1
                 return
@@ -544,7 +565,52 @@ class LogDatabase(ms.database.PyDatabase):
             self._remember(workload, as_json, record)
 
     def get_top_k(self, workload, top_k: int) -> list:
-        return list(self._mem.get_top_k(workload, top_k))
+        records = list(self._mem.get_top_k(workload, top_k))
+        canonical = self._canonical_index(workload)
+        if canonical not in self._from_logged:
+            return records
+        translated = (self._for_session(canonical, record) for record in records)
+        return [record for record in translated if record is not None]
+
+    # ----------------------------------------------------------------- block names
+
+    def _note_block_names(self, mod: tvm.IRModule, workload) -> None:
+        """Remember how `mod` (a task's module) names the blocks of the logged workload it equals.
+
+        Workaround: MetaSchedule's structural equality ignores block names, so a session tuning
+        bert4's layer norm as `lv9_sum` gets the workload logged as `lv8_sum`: its records were
+        written with traces the logged workload cannot replay (unreadable lines), and the logged
+        traces failed to replay on its module ("Trace replay failed")."""
+        canonical = self._canonical_index(workload)
+        if canonical is None:
+            return
+        logged = self._logged_names.get(canonical)
+        if logged is None:
+            logged = self._logged_names[canonical] = block_names(workload.mod)
+        last_mod, mine = self._last_names  # MetaSchedule commits a task's module once per batch
+        if last_mod is None or not last_mod.same_as(mod):
+            mine = block_names(mod)
+            self._last_names = (mod, mine)
+        if mine == logged or len(mine) != len(logged):
+            self._to_logged.pop(canonical, None)
+            self._from_logged.pop(canonical, None)
+            return
+        to_logged = {mine_: logged_ for mine_, logged_ in zip(mine, logged) if mine_ != logged_}
+        self._to_logged[canonical] = to_logged
+        self._from_logged[canonical] = ({b: a for a, b in to_logged.items()}, mod)
+
+    def _for_session(self, canonical: int, record):
+        """A logged record with its trace renamed for the session's module; None if it does not replay there."""
+        names, mod = self._from_logged[canonical]
+        as_json = record_json(record)
+        key = (canonical, frozenset(names.items()), trace_key(as_json))
+        if key not in self._translated:
+            try:
+                self._translated[key] = _record_from_json([rename_trace_blocks(as_json[0], names), *as_json[1:]],
+                                                          ms.database.Workload(mod))
+            except Exception:  # noqa: BLE001 - left out, as MetaSchedule leaves out a trace that fails
+                self._translated[key] = None
+        return self._translated[key]
 
     def get_all_tuning_records(self) -> list:
         return list(self._mem.get_all_tuning_records())

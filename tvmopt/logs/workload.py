@@ -3,6 +3,7 @@ which measurement counts (a valid run), and what a time means (median, GFLOP/s).
 
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Iterable
 
@@ -66,3 +67,36 @@ def estimate_flops(mod_or_func) -> float:
         return float(estimate_tir_flops(mod_or_func))
     except Exception:  # noqa: BLE001 - opaque/extern ops have no estimate
         return 0.0
+
+
+_BLOCK = re.compile(r'T\.s?block\("([^"]+)"')
+
+
+def block_names(mod: tvm.IRModule) -> tuple[str, ...]:
+    """The names of a workload's blocks, in order. Two structurally equal workloads (one workload
+    to MetaSchedule) may name them differently: TOPI names a layer norm's blocks after its input
+    tensor, so bert4's is `lv8_sum` in one graph and `lv9_sum` in another, and a trace finds its
+    blocks by name."""
+    # TVM 0.27 has no Python statement visitor for TIR; the printed script names every block.
+    return tuple(_BLOCK.findall(mod["main"].script()))
+
+
+def rename_trace_blocks(trace_json: list, names: dict[str, str]) -> list:
+    """A trace (its JSON: [instructions, decisions]) whose GetSBlock calls look up the blocks of a
+    structurally equal workload named differently: `names` maps this trace's names to those;
+    blocks the trace itself made (`lv9_sum_rf` from rfactor of `lv9_sum`) follow their origin."""
+    if not names:
+        return trace_json
+    longest_first = sorted(names, key=len, reverse=True)
+
+    def renamed(name: str) -> str:
+        if name in names:
+            return names[name]
+        for old in longest_first:
+            if name.startswith(old + "_"):
+                return names[old] + name[len(old):]
+        return name
+
+    instructions = [[inst[0], inst[1], [renamed(inst[2][0]), *inst[2][1:]], *inst[3:]]
+                    if inst[0] == "GetSBlock" and inst[2] else inst for inst in trace_json[0]]
+    return [instructions, *trace_json[1:]]
