@@ -184,22 +184,24 @@ def test_tune_and_compile_cli_with_batch_sizes_share_one_log(mlp_dynamic_onnx, t
 
 
 def test_an_untuned_bucket_borrows_the_tuned_buckets_schedules(tmp_path):
-    """The zoo MLP's batch-1 kernels have records in the shipped x86 logs, its batch-4 kernels none:
-    they run the schedule of the same layer's batch-1 kernel (not TVM's scalar default), every one
-    of them, and the outputs still match ORT."""
+    """The zoo MLP's batch-1 kernels have records in the shipped x86 logs, batch-3 kernels none
+    (nobody compiles a bucket of 3): every one of them runs the schedule of a tuned kernel (not
+    TVM's scalar default), and the outputs still match ORT."""
     from tvmopt.frontends import zoo
 
     path = zoo.get("mlp").export_onnx(tmp_path / "mlp.onnx", dynamic_batch=True)
     model = tvmopt.import_model(path)
-    artifact = tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path / "logs", batch_sizes=(1, 4))
+    artifact = tvmopt.compile(model, "host", tmp_path / "art", log_root=tmp_path / "logs", batch_sizes=(1, 3))
     tuning = artifact.manifest.tuning
     tuned = {r.task for r in tuning.records_applied}
     if not tuned:
         pytest.skip("no shipped log applies to this host")
-    assert tuning.untuned == len(tuned), tuning  # the batch-4 copies of the batch-1 kernels
+    assert tuning.untuned == len(tuned), tuning  # the batch-3 copies of the batch-1 kernels
     borrowed = dict(tuning.schedules_borrowed)
-    assert len(borrowed) == tuning.untuned and set(borrowed.values()) <= tuned, tuning
+    # from this build's batch-1 kernels, or a log's nearer-shaped kernel of the same layer (batch 4)
+    assert len(borrowed) == tuning.untuned, tuning
+    assert all(source in tuned or source.endswith(" log") for source in borrowed.values()), tuning
     predictor = tvmopt.load(artifact.path)
-    for rows in (3, 4):
+    for rows in (2, 3):
         x = np.random.default_rng(rows).standard_normal((rows, *model.inputs[0].shape[1:])).astype("float32")
         np.testing.assert_allclose(predictor(x)[0], ort_run(path, {model.inputs[0].name: x})[0], rtol=1e-4, atol=1e-4)
