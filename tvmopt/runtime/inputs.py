@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,6 +64,14 @@ def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[s
     return [check_input(spec, values[spec.name], cast) for spec in specs]
 
 
+@functools.lru_cache(maxsize=None)
+def _numpy_dtype(name: str) -> np.dtype | None:
+    try:
+        return np.dtype(name)
+    except TypeError:  # bfloat16 without ml_dtypes: no numpy array has it
+        return None
+
+
 def check_input(spec: TensorSpec, value: Any, cast: bool = False) -> np.ndarray:
     """`value` as a C-contiguous array of the spec's dtype and shape, or an error naming the input.
 
@@ -70,6 +79,9 @@ def check_input(spec: TensorSpec, value: Any, cast: bool = False) -> np.ndarray:
     caller's mistake or change results, so a typed array of another dtype is converted only when
     the caller asked (`cast`), and then only within its kind of number.
     """
+    if type(value) is np.ndarray and value.dtype == _numpy_dtype(spec.dtype) and value.ndim == len(spec.shape) and all(
+            want == got or not isinstance(want, int) for want, got in zip(spec.shape, value.shape)):
+        return np.ascontiguousarray(value)  # the common case, in 1 us (str(dtype) alone takes 4.5)
     typed = isinstance(value, np.ndarray) or hasattr(value, "dtype")
     array = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
     if str(array.dtype) != spec.dtype:
