@@ -172,7 +172,14 @@ def test_a_kernel_logged_under_other_block_names_is_tuned_and_compiled_with_read
     root = tmp_path / "logs"
     plain = tvmopt.import_model(_layer_norm_onnx(tmp_path / "plain.onnx", matmul_first=False))
     after_matmul = tvmopt.import_model(_layer_norm_onnx(tmp_path / "matmul.onnx", matmul_first=True))
-    tvmopt.tune(plain, "host", budget=make_budget("smoke", trials_per_task=2), log_root=root, progress=False)
+    first = tvmopt.tune(plain, "host", budget=make_budget("smoke", trials_per_task=2), log_root=root, progress=False)
+    # the same kernel tuned in a log of its own, then merged: its records translated too
+    other = tvmopt.tune(after_matmul, "host", budget=make_budget("smoke", trials_per_task=2),
+                        log_root=tmp_path / "other", progress=False)
+    merged = tmp_path / "merged"
+    assert run_cli("logs", "merge", str(first.log_dir), str(other.log_dir), "--into", str(merged)).returncode == 0
+    proc = run_cli("logs", "validate", str(merged))
+    assert proc.returncode == 0 and "unreadable" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     log = tvmopt.tune(after_matmul, "host", budget=make_budget("smoke", trials_per_task=6), log_root=root, progress=False)
     norm = [t for t in log.tasks if "layer_norm" in t.name]
     assert norm and norm[0].trials_run > 0  # the second session did tune the shared kernel

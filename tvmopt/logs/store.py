@@ -272,6 +272,7 @@ class LogDatabase(ms.database.PyDatabase):
         self._from_logged: dict[int, tuple[dict[str, str], tvm.IRModule]] = {}  # and back, with the module
         self._translated: dict[tuple, object] = {}  # (canonical, names, trace key) -> record for the session
         self._last_names: tuple[tvm.IRModule | None, tuple[str, ...]] = (None, ())
+        self._source_names: tuple = (None, None, {})  # (a merged record's workload, canonical, names)
         with self._locked():
             self._refresh()
             if not readonly:
@@ -544,8 +545,8 @@ class LogDatabase(ms.database.PyDatabase):
             self._refresh()
             workload = self._mem.commit_workload(record.workload.mod)
             canonical = self._canonical_index(workload)
-            names = self._to_logged.get(canonical)
-            if names:  # the session's module names the blocks otherwise: write the log's names
+            names = self._names_for(record.workload, workload, canonical)
+            if names:  # the record's module names the blocks otherwise: write the log's names
                 as_json = [rename_trace_blocks(as_json[0], names), *as_json[1:]]
                 try:
                     record = _record_from_json(as_json, workload)
@@ -598,6 +599,21 @@ class LogDatabase(ms.database.PyDatabase):
         to_logged = {mine_: logged_ for mine_, logged_ in zip(mine, logged) if mine_ != logged_}
         self._to_logged[canonical] = to_logged
         self._from_logged[canonical] = ({b: a for a, b in to_logged.items()}, mod)
+
+    def _names_for(self, given, logged, canonical: int) -> dict[str, str]:
+        """How a record's trace names map to the log's: from its own workload where it brings one
+        (a merged or imported log's), else as the session's module named them (commit_workload)."""
+        if given.same_as(logged):
+            return self._to_logged.get(canonical, {})
+        last = self._source_names
+        if last[0] is not None and last[0].same_as(given) and last[1] == canonical:
+            return last[2]
+        if canonical not in self._logged_names:
+            self._logged_names[canonical] = block_names(logged.mod)
+        theirs, ours = block_names(given.mod), self._logged_names[canonical]
+        names = {a: b for a, b in zip(theirs, ours) if a != b} if len(theirs) == len(ours) else {}
+        self._source_names = (given, canonical, names)
+        return names
 
     def _for_session(self, canonical: int, record):
         """A logged record with its trace renamed for the session's module; None if it does not replay there."""
