@@ -108,7 +108,10 @@ def _conv_tile(sch: Schedule, conv, ic_block: int, channels: int, columns: int, 
 
 def vector_registers(lanes: int) -> int:
     """Vector registers of the CPU a block of `lanes` floats was chosen for: 16 on AVX2 (8 lanes),
-    32 on AVX-512 (16 lanes) and on NEON (4 lanes)."""
+    32 on AVX-512 (16 lanes) and on NEON (4 lanes). Half blocks (compiler/layout.py: 8 lanes on
+    AVX-512, 4 on AVX2) get the budget of the block that width usually is: conservative on AVX-512,
+    too generous on AVX2 (a tile may spill; such channel counts, 4 mod 8, are rare). The rule sees
+    only the block, not the target."""
     return 16 if lanes == 8 else 32
 
 
