@@ -11,6 +11,7 @@ on the first, and on the second runs the caller's last words and exits with 130 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -74,6 +75,12 @@ class InterruptGuard:
         os.close(self._read)
 
     def _watch(self) -> None:
+        # This thread takes SIGINT even where the main thread blocks it: a process started with
+        # SIGINT blocked (inherited from its parent) would otherwise hold the Ctrl-C pending and
+        # tune to the end (seen in a test run: exit 0 after 66 s). Python's C handler then runs
+        # here and writes the wakeup fd read below.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         while True:
             try:
                 data = os.read(self._read, 64)
