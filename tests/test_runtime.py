@@ -129,3 +129,20 @@ def test_results_stay_valid_after_later_calls(tmp_path):
     np.testing.assert_array_equal(first[1], np.maximum(a, 0))
     np.testing.assert_array_equal(second[0], b)
     np.testing.assert_array_equal(second[1], np.maximum(b, 0))
+
+
+def test_input_check_fast_path_refuses_what_the_full_check_refuses():
+    """An array of the spec's dtype and shape passes in a microsecond; anything else still meets
+    the full check. A dtype numpy lacks (bfloat16) compares its placeholder None equal to float64,
+    so a float64 array must not slip through for it."""
+    from tvmopt.runtime.inputs import check_input
+
+    spec = TensorSpec("x", ("batch", 4), "float32")
+    ok = np.zeros((2, 4), np.float32)
+    assert check_input(spec, ok) is ok
+    with pytest.raises(InputSpecError, match="dtype float64"):
+        check_input(spec, np.zeros((2, 4)))
+    with pytest.raises(InputSpecError, match="shape 2x5"):
+        check_input(spec, np.zeros((2, 5), np.float32))
+    with pytest.raises((InputSpecError, TypeError)):
+        check_input(TensorSpec("h", (2,), "bfloat16"), np.zeros(2))

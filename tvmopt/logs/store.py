@@ -585,20 +585,27 @@ class LogDatabase(ms.database.PyDatabase):
         canonical = self._canonical_index(workload)
         if canonical is None:
             return
-        logged = self._logged_names.get(canonical)
-        if logged is None:
-            logged = self._logged_names[canonical] = block_names(workload.mod)
         last_mod, mine = self._last_names  # MetaSchedule commits a task's module once per batch
         if last_mod is None or not last_mod.same_as(mod):
             mine = block_names(mod)
             self._last_names = (mod, mine)
-        if mine == logged or len(mine) != len(logged):
+        to_logged = self._renaming(mine, canonical, workload)
+        if not to_logged:
             self._to_logged.pop(canonical, None)
             self._from_logged.pop(canonical, None)
             return
-        to_logged = {mine_: logged_ for mine_, logged_ in zip(mine, logged) if mine_ != logged_}
         self._to_logged[canonical] = to_logged
         self._from_logged[canonical] = ({b: a for a, b in to_logged.items()}, mod)
+
+    def _renaming(self, names: tuple[str, ...], canonical: int, logged) -> dict[str, str]:
+        """{name: the logged workload's name} for the block names that differ (block for block:
+        structurally equal workloads have the same blocks in the same order)."""
+        if canonical not in self._logged_names:
+            self._logged_names[canonical] = block_names(logged.mod)
+        ours = self._logged_names[canonical]
+        if len(names) != len(ours):
+            return {}
+        return {theirs: our for theirs, our in zip(names, ours) if theirs != our}
 
     def _names_for(self, given, logged, canonical: int) -> dict[str, str]:
         """How a record's trace names map to the log's: from its own workload where it brings one
@@ -608,10 +615,7 @@ class LogDatabase(ms.database.PyDatabase):
         last = self._source_names
         if last[0] is not None and last[0].same_as(given) and last[1] == canonical:
             return last[2]
-        if canonical not in self._logged_names:
-            self._logged_names[canonical] = block_names(logged.mod)
-        theirs, ours = block_names(given.mod), self._logged_names[canonical]
-        names = {a: b for a, b in zip(theirs, ours) if a != b} if len(theirs) == len(ours) else {}
+        names = self._renaming(block_names(given.mod), canonical, logged)
         self._source_names = (given, canonical, names)
         return names
 

@@ -1,7 +1,7 @@
 """`tvmopt bench`: TVM (untuned, tuned) against ONNX Runtime and PyTorch, measured in one run.
 
-Every contender is timed the same way (wall clock around one call, inputs already on the
-device), rounds alternated so that machine noise hits all of them alike; the result is the median
+Every contender is timed the same way (wall clock around one call, numpy inputs in and numpy
+outputs out, as a user calls it), rounds alternated so that machine noise hits all of them alike; the result is the median
 of the round medians, with its ratio to ONNX Runtime and the max abs difference of
 its outputs from ONNX Runtime's, both on the same model file: a quantized model is compared with
 ONNX Runtime running that quantized file. With `baseline` (the fp32 model), tvmopt's tuned fp32

@@ -7,7 +7,6 @@ was expected; the server answers it with its status and `{"error": message}`.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import zlib
@@ -16,6 +15,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..runtime.inputs import numpy_dtype
 from ..specs import TensorSpec
 
 # v2 datatype <-> numpy dtype. BYTES (strings) and BF16 have no numpy dtype our models take.
@@ -215,7 +215,9 @@ def _check_shape(item: dict, spec: TensorSpec, dims: dict[str, tuple[int, str]])
 def _tensor_data(item: dict, spec: TensorSpec, shape: tuple[int, ...], body: bytes,
                  offset: int) -> tuple[np.ndarray, int]:
     """The input's array (JSON `data`, or its slice of the binary part) and the next binary offset."""
-    dtype = _numpy_dtype(spec.dtype)
+    dtype = numpy_dtype(spec.dtype)
+    if dtype is None:  # no numpy dtype (bfloat16): np.dtype raises for it, as before
+        dtype = np.dtype(spec.dtype)
     count = math.prod(shape)
     parameters = item.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -237,11 +239,6 @@ def _tensor_data(item: dict, spec: TensorSpec, shape: tuple[int, ...], body: byt
     if "data" not in item:
         raise RequestError(f"input '{spec.name}' has neither 'data' nor parameters.binary_data_size")
     return _json_array(item["data"], spec, dtype, shape, count), offset
-
-
-@functools.lru_cache(maxsize=None)
-def _numpy_dtype(name: str) -> np.dtype:
-    return np.dtype(name)
 
 
 def _json_array(data: Any, spec: TensorSpec, dtype: np.dtype, shape: tuple[int, ...], count: int) -> np.ndarray:
