@@ -39,11 +39,12 @@ def test_inspect_shows_which_convs_go_blocked_and_the_reorders_left(mobile_onnx,
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     layouts = [d["layout"] for d in report["layouts"]]
-    # stem (3 input channels -> a 3-channel block), depthwise, pointwise blocked; 2-group conv not.
-    assert layouts == ["NCHW3c", "NCHW8c", "NCHW8c", "NCHW"]
+    # stem (3 input channels read as NCHW1c, the input itself), depthwise, pointwise blocked;
+    # the 2-group conv not.
+    assert layouts == ["NCHW1c", "NCHW8c", "NCHW8c", "NCHW"]
     assert "grouped conv" in report["layouts"][3]["reason"]
-    # entry, into and out of the grouped conv, and before the pool/flatten head: ReLU6 and the
-    # decomposed batch norms keep the blocked layout (no reorder around them).
+    # into and out of the grouped conv, before the pool/flatten head: ReLU6 and the decomposed
+    # batch norms keep the blocked layout (no reorder around them), the entry is a view.
     assert report["layout_reorders"] <= 3
     text = run_cli("inspect", str(mobile_onnx), "-t", target).stdout
     assert "convolution layouts: 3/4 blocked" in text
@@ -57,6 +58,39 @@ def test_blocked_untuned_build_matches_onnxruntime(mobile_onnx, target, tmp_path
     assert artifact.manifest.optimizations["blocked_layout"] and artifact.manifest.optimizations["compiled_vm"]
     out = tvmopt.load(artifact.path)(X)[0]
     np.testing.assert_allclose(out, ort_run(mobile_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+def _conv_flatten_linear(path: Path, batch: int) -> Path:
+    """conv(3 -> 16) -> relu -> Flatten -> Gemm(10), batch `batch`: a blocked feature map flattened."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype("float32"), name)
+             for name, shape in (("w", (16, 3, 3, 3)), ("fc", (10, 16 * 8 * 8)), ("fc_b", (10,)))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fc", "fc_b"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_flattened_blocked_feature_map_runs_without_reorders(tmp_path, batch):
+    """The reorder back to NCHW before a flatten is folded into the dense weight (rows permuted at
+    compile time) and the stem's input is read in place: no layout_transform kernel is left, and
+    the outputs still match ONNX Runtime (per batch item: the permutation stays within rows)."""
+    path = _conv_flatten_linear(tmp_path / "flat.onnx", batch)
+    report = json.loads(run_cli("inspect", str(path), "-t", "x86-avx512", "--json").stdout)
+    assert report["layouts"][0]["layout"] == "NCHW1c" and report["layout_reorders"] == 0
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 8, 8)).astype("float32")
+    artifact = tvmopt.compile(tvmopt.import_model(path), "host", tmp_path / "art", log_root=None)
+    np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(path, {"x": x})[0], atol=1e-4, rtol=1e-4)
 
 
 def test_plain_options_build_the_same_model_in_nchw(mobile_onnx, tmp_path):
@@ -88,7 +122,8 @@ def test_tuned_templates_and_prepacked_weights_match_onnxruntime(tuned_mobile, m
 
     database = LogDatabase(log.log_dir, readonly=True)
     templated = [mod for mod in database.workload_modules() if "tvmopt_" in mod.script()]
-    assert len(templated) >= 3  # stem, depthwise, pointwise (the grouped conv stays generic)
+    assert len(templated) >= 4  # stem, depthwise, pointwise (the grouped conv stays generic), head
+    assert any("tvmopt_gemv" in mod.script() for mod in templated)  # the 16 -> 10 head: a GEMV
     # weights re-laid-out for the tuned kernels, packed at compile time: prepacked kernels in the library
     prepacked = artifact.manifest.tuning.prepacked
     assert prepacked and all(name.encode() in artifact.library_path.read_bytes() for name in prepacked)

@@ -64,3 +64,62 @@ def test_every_conv_design_space_matches_the_unscheduled_conv():
         np.testing.assert_allclose(run(space.mod), expected, rtol=1e-5, atol=1e-5,
                                    err_msg=f"tile {channels} x {columns}")
     assert ragged  # the partitioned narrower last tile was exercised
+
+
+def _gemm_bias(rows: int, width: int, depth: int, weight_is_constant: bool = True) -> tvm.tirx.PrimFunc:
+    """C[rows, width] = A[rows, depth] x B[depth, width] + bias, as Relax legalizes a linear layer."""
+    a = te.placeholder((rows, depth), name="a")
+    b = te.placeholder((depth, width), name="b")
+    bias = te.placeholder((width,), name="bias")
+    k = te.reduce_axis((0, depth), name="k")
+    matmul = te.compute((rows, width), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="matmul")
+    out = te.compute((rows, width), lambda i, j: matmul[i, j] + bias[j], name="T_add")
+    func = te.create_prim_func([a, b, bias, out])
+    return func.with_attr("layout_free_buffers", [1, 2]) if weight_is_constant else func
+
+
+@pytest.mark.parametrize("rows, width, depth", [(1, 10, 256), (1, 1000, 64), (3, 10, 32)])
+def test_gemv_template_matches_numpy_for_every_sampled_tile(rows, width, depth):
+    """A classifier head (few rows, a width no vector divides) vectorized along k: each sampled
+    column tile builds and computes A x B + bias."""
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((rows, depth)).astype("float32"), rng.standard_normal((depth, width)).astype("float32")
+    bias = rng.standard_normal(width).astype("float32")
+    dev = tvm.cpu()
+    tiles = set()
+    for seed in range(1, 7):
+        sch = Schedule(_gemm_bias(rows, width, depth), seed=seed)
+        gemm = sch.get_sblock("matmul")
+        sch.annotate(gemm, "tvmopt.lanes", 8)
+        (space,) = templates.gemv(sch, gemm)
+        assert "rfactor" in str(space.trace)  # scheduled by the template, not handed back
+        tiles.add(str(list(space.trace.decisions.values())))
+        lib = tvm.compile(space.mod, target=tvm.target.Target({"kind": "llvm"}))
+        out = tvm.runtime.tensor(np.zeros((rows, width), "float32"), dev)
+        lib(*(tvm.runtime.tensor(x, dev) for x in (a, b, bias)), out)
+        np.testing.assert_allclose(out.numpy(), a @ b + bias, rtol=1e-4, atol=1e-4)
+    assert len(tiles) > 1  # different column tiles were drawn and checked
+
+
+def test_gemv_template_leaves_a_gemm_over_activations_to_the_generic_rules():
+    sch = Schedule(_gemm_bias(1, 10, 64, weight_is_constant=False))
+    gemm = sch.get_sblock("matmul")
+    sch.annotate(gemm, "schedule_rule", templates.GEMV)
+    (space,) = templates.gemv(sch, gemm)
+    assert "schedule_rule" not in space.get(gemm).annotations
+
+
+@pytest.mark.parametrize("rows, width, depth, kind", [
+    (1, 10, 8192, "tvmopt_gemv"),   # the demo's classifier head
+    (1, 1000, 512, "tvmopt_gemv"),  # ResNet-18's
+    (4, 10, 64, "tvmopt_gemv"),     # a batch-4 bucket
+    (1, 32, 64, "tvmopt_dense"),    # a width the vector divides
+    (16, 10, 64, None),             # many rows, a ragged width: MetaSchedule's rules
+    (1, 10, 60, None),              # a depth no vector divides
+])
+def test_gemms_are_marked_for_the_template_that_fits(rows, width, depth, kind):
+    from tvmopt.compiler.annotate import mark_gemms
+
+    mod = mark_gemms(16)(tvm.IRModule({"main": _gemm_bias(rows, width, depth)}))
+    sch = Schedule(mod)
+    assert sch.get(sch.get_sblock("matmul")).annotations.get("schedule_rule") == kind

@@ -6,6 +6,9 @@ Convolutions are marked where they are created (layout.py); this pass marks GEMM
 computes C[..., m, n] += A[..., m, k] * B[..., k, n] with n the innermost output axis, so B's
 rows are contiguous along the vectorized axis (constant weights after FoldConstant, and the
 attention x V product). A transposed B (Q x K^T) stays with MetaSchedule's generic rules.
+
+A GEMM with few rows whose width is not a multiple of the lanes (a classifier head at batch 1:
+1000 or 10 classes) gets the GEMV template instead, vectorized along k.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import tvm
 
 DENSE = "tvmopt_dense"
+GEMV = "tvmopt_gemv"
+# A GEMM with at most this many rows (all batch dims included) is a matrix-vector product.
+GEMV_ROWS = 4
 
 
 def mark_gemms(lanes: int) -> tvm.transform.Pass:
-    """Annotate GEMM-shaped single-block PrimFuncs for the dense template."""
+    """Annotate GEMM-shaped single-block PrimFuncs for the dense or the GEMV template."""
 
     @tvm.transform.module_pass(opt_level=0, name="MarkGemms")
     def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -33,11 +39,12 @@ def mark_gemms(lanes: int) -> tvm.transform.Pass:
 def _mark(func, lanes: int):
     sch = tvm.s_tir.Schedule(func)
     blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root"))] if _has_root(sch) else []
-    gemms = [b for b in blocks if _is_nn_gemm(sch.get(b), lanes)]
+    kinds = [(b, _gemm_kind(sch.get(b), lanes)) for b in blocks]
+    gemms = [(b, kind) for b, kind in kinds if kind is not None]
     if len(gemms) != 1:
         return None
-    sch.annotate(gemms[0], "schedule_rule", DENSE)
-    sch.annotate(gemms[0], "tvmopt.lanes", lanes)
+    sch.annotate(gemms[0][0], "schedule_rule", gemms[0][1])
+    sch.annotate(gemms[0][0], "tvmopt.lanes", lanes)
     return sch.mod["main"]
 
 
@@ -49,8 +56,34 @@ def _has_root(sch) -> bool:
         return False
 
 
-def _is_nn_gemm(block, lanes: int) -> bool:
-    """C[.., m, n] = C[.., m, n] + A[.., m, k] * B[.., k, n], n divisible by the vector lanes."""
+def _gemm_kind(block, lanes: int) -> str | None:
+    """DENSE for C[.., m, n] += A[.., m, k] * B[.., k, n] with n divisible by the vector lanes;
+    GEMV for one with at most GEMV_ROWS rows, another n and k divisible by the lanes; else None."""
+    if not _is_nn_gemm(block):
+        return None
+    *rows, width, depth = (_static(iv.dom.extent) for iv in block.iter_vars)
+    if width is None:
+        return None  # a symbolic width (dynamic shapes) is left to MetaSchedule's default rules
+    if width % lanes == 0:
+        return DENSE
+    if None not in rows and _product(rows) <= GEMV_ROWS and depth is not None and depth % lanes == 0:
+        return GEMV
+    return None
+
+
+def _static(extent) -> int | None:
+    return int(extent) if isinstance(extent, tvm.tirx.IntImm) else None
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _is_nn_gemm(block) -> bool:
+    """C[.., m, n] = C[.., m, n] + A[.., m, k] * B[.., k, n] in floating point."""
     written = [getattr(r, "buffer", None) or r.source for r in block.writes]  # 0.27: TensorRegion.source
     if not all("float" in str(buffer.dtype) for buffer in written):
         return False  # int8 GEMMs are tensorized by tuning/rules.py, not by the fp32 template
@@ -58,9 +91,6 @@ def _is_nn_gemm(block, lanes: int) -> bool:
     if len(iters) < 3 or int(iters[-1].iter_type) != 2 or any(int(iv.iter_type) != 0 for iv in iters[:-1]):
         return False
     m, n, k = iters[-3].var, iters[-2].var, iters[-1].var
-    extent = iters[-2].dom.extent
-    if not isinstance(extent, tvm.tirx.IntImm) or int(extent) % lanes:
-        return False  # a symbolic width (dynamic shapes) is left to MetaSchedule's default rules
     value = getattr(block.body, "value", None)
     if type(value).__name__ != "Add":
         return False

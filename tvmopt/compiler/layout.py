@@ -41,10 +41,6 @@ def block_size(target: tvm.target.Target) -> int | None:
     return None
 
 
-def _largest_divisor(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
-
 def channel_block(channels: int, block: int) -> int | None:
     """The block for a conv's channels: the target's, else half of it (a narrower vector, e.g. 24
     channels as 3 x 8 on AVX-512, where they would otherwise stay NCHW with a reorder on each side),
@@ -71,9 +67,11 @@ def conv_layouts(call: relax.Call, block: int) -> tuple[list[str] | None, str]:
     if oc_bn is None:
         return None, f"{cout} output channels are not a multiple of {block} or {block // 2}"
     if groups == 1:
-        # Input blocks follow the producer's output block (no reorder between them); the stem's
-        # 3 channels -> 3c.
-        ic_bn = channel_block(cin, block) or _largest_divisor(cin, block)
+        # Input blocks follow the producer's output block (no reorder between them). Channels
+        # that fit no block (the stem's 3) are read as NCHW1c, which is NCHW itself: no reorder
+        # of the input image (reorders.py makes that transform a view); the template broadcasts
+        # one input value at a time whatever the block, so the kernel loses nothing.
+        ic_bn = channel_block(cin, block) or 1
         return [f"NCHW{ic_bn}c", f"OIHW{ic_bn}i{oc_bn}o", f"NCHW{oc_bn}c"], ""
     if groups == cin == cout:  # depthwise
         return [f"NCHW{oc_bn}c", f"OIHW1i{oc_bn}o", f"NCHW{oc_bn}c"], ""

@@ -24,7 +24,8 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
 
     The same sequence as relax.pipeline.static_shape_tuning_pipeline before its tuning step, plus,
     as `options` ask (all by default):
-    - on CPUs, convolutions in a blocked NCHWc layout (layout.py);
+    - on CPUs, convolutions in a blocked NCHWc layout (layout.py), without the reorders that a
+      weight permutation or a view can replace (reorders.py);
     - blocks marked for tvmopt's schedule templates (annotate.py, layout.py);
     - constant weights marked layout-free, so tuned kernels may re-lay them out (prepack_weights);
     - FastMathTransform: erf/exp/tanh/softmax become TOPI's vectorizable polynomial forms. LLVM
@@ -35,6 +36,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
     from tvm.relax import transform
 
     from .annotate import mark_gemms
+    from .reorders import drop_reorders
     from .layout import block_size, clip_to_min_max, legalize_blocked_conv2d, to_blocked_layout
 
     options = options or GraphOptions()
@@ -46,7 +48,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
         # FoldConstant undoes int8.py's scalars-as-data (0-dim constants again, inlined into every
         # layer's kernels as immediates: one tuning task per layer), hence pass_scalars_as_data.
         layout = [transform.FoldConstant(), _pass_scalars_as_data, clip_to_min_max(), to_blocked_layout(block),
-                  transform.Normalize()]
+                  transform.Normalize(), drop_reorders()]
     templates = [mark_gemms(block)] if block and options.templates else []
     # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;
     # compile then packs them once (prepack_weights below).

@@ -27,12 +27,15 @@ from tvm.s_tir import Schedule
 CONV2D_NCHWC = "tvmopt_conv2d_nchwc"
 DEPTHWISE_NCHWC = "tvmopt_depthwise_nchwc"
 DENSE = "tvmopt_dense"
+GEMV = "tvmopt_gemv"
 ANNOTATION = "schedule_rule"
 
 # Register tile limits (accumulator vectors = product of the inner tiles). 16 vector registers
 # on AVX2 hold up to ~12 accumulators plus operands; AVX-512 and NEON have 32.
 MAX_CHANNEL_VECTORS = 4
 MAX_COLUMNS = 8
+# GEMV: columns whose lane-wise partial sums stay in registers at once.
+MAX_GEMV_COLUMNS = 16
 
 
 def _fallback(sch: Schedule, block) -> list[Schedule]:
@@ -210,6 +213,53 @@ def dense(sch: Schedule, gemm) -> list[Schedule]:
     return [sch]
 
 
+def gemv(sch: Schedule, gemm) -> list[Schedule]:
+    """C[.., m, n] += A[.., m, k] * B[k, n] with few rows (a classifier head at batch 1, whose n
+    is rarely a multiple of the vector width): vectorized along k instead of n. Each of a tile of
+    n columns keeps a vector of lane-wise partial sums in registers while A's row and B's columns
+    stream by (B re-laid-out by RewriteLayout so each column tile's k run is contiguous), then the
+    lanes are summed; parallel over the column tiles. B must be a layout-free (constant) weight."""
+    loops = sch.get_loops(gemm)
+    lanes = int(sch.get(gemm).annotations.get("tvmopt.lanes", 8))
+    if len(loops) < 3 or not _weight_is_layout_free(sch, gemm):
+        return _fallback(sch, gemm)
+    *batch, m, n, k = loops
+    depth = _extent(sch, k)
+    if depth is None or depth % lanes:
+        return _fallback(sch, gemm)
+    _inline_producers(sch, gemm)
+    k_o, k_v = sch.split(k, [None, lanes])
+    # rfactor: partial[.., m, n, lane] += A * B over k_o (lanes now a spatial, vectorizable axis);
+    # the original block becomes the lane sum.
+    partial = sch.rfactor(k_v, factor_axis=len(batch) + 2)
+    *batch, m, n, k_o, k_v = sch.get_loops(partial)  # rfactor rebuilt the loops around it
+    n_o, n_i = sch.split(n, sch.sample_perfect_tile(n, n=2, max_innermost_factor=MAX_GEMV_COLUMNS))
+    sch.reorder(*batch, m, n_o, k_o, n_i, k_v)
+    outer = sch.fuse(*batch, m, n_o)
+    sch.parallel(outer)
+    sch.unroll(n_i)
+    sch.vectorize(k_v)
+    sch.set_scope(partial, 0, "local")
+    sch.reverse_compute_at(gemm, outer, preserve_unit_loops=True)
+    sch.annotate(gemm, ANNOTATION, "None")
+    out = _epilogue(sch, gemm)
+    if out is not None:
+        sch.reverse_compute_at(out, outer, preserve_unit_loops=True)
+        sch.annotate(out, ANNOTATION, "None")
+    sch.decompose_reduction(partial, k_o)
+    sch.annotate(sch.get_sblock("root"), ANNOTATION, "None")
+    return [sch]
+
+
+def _weight_is_layout_free(sch: Schedule, gemm) -> bool:
+    """B (the second operand read) is one of the function's layout-free (constant) buffers."""
+    func = sch.mod["main"]
+    free = [int(i) for i in (func.attrs or {}).get("layout_free_buffers", [])]
+    reads = [getattr(r, "buffer", None) or r.source for r in sch.get(gemm).reads]  # 0.27: TensorRegion.source
+    # 0.27: a PrimFunc's params are the buffers' variables, which a read region's source is.
+    return len(reads) >= 2 and any(reads[1].same_as(func.params[i]) for i in free)
+
+
 def _inline_producers(sch: Schedule, block) -> None:
     """Element-wise producers fused before the GEMM (reshapes, casts) are computed inline."""
     for producer in sch.get_producers(block):
@@ -220,6 +270,7 @@ TEMPLATES: dict[str, Callable[[Schedule, object], list[Schedule]]] = {
     CONV2D_NCHWC: conv2d_nchwc,
     DEPTHWISE_NCHWC: depthwise_nchwc,
     DENSE: dense,
+    GEMV: gemv,
 }
 
 
