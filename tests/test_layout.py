@@ -60,16 +60,19 @@ def test_blocked_untuned_build_matches_onnxruntime(mobile_onnx, target, tmp_path
     np.testing.assert_allclose(out, ort_run(mobile_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
 
 
-def _conv_flatten_linear(path: Path, batch: int) -> Path:
-    """conv(3 -> 16) -> relu -> Flatten -> Gemm(10), batch `batch`: a blocked feature map flattened."""
+def _conv_flatten_linear(path: Path, batch: int, pool: bool = False) -> Path:
+    """conv(3 -> 16) -> relu [-> global average pool] -> Flatten -> Gemm(10), batch `batch`: a
+    blocked feature map flattened."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
+    features = 16 if pool else 16 * 8 * 8
     inits = [numpy_helper.from_array(rng.standard_normal(shape).astype("float32"), name)
-             for name, shape in (("w", (16, 3, 3, 3)), ("fc", (10, 16 * 8 * 8)), ("fc_b", (10,)))]
+             for name, shape in (("w", (16, 3, 3, 3)), ("fc", (10, features)), ("fc_b", (10,)))]
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Relu", ["c"], ["r0"]),
+             helper.make_node("GlobalAveragePool" if pool else "Identity", ["r0"], ["r"]),
              helper.make_node("Flatten", ["r"], ["f"], axis=1),
              helper.make_node("Gemm", ["f", "fc", "fc_b"], ["y"], transB=1)]
     graph = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
@@ -80,14 +83,16 @@ def _conv_flatten_linear(path: Path, batch: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_a_flattened_blocked_feature_map_runs_without_reorders(tmp_path, batch):
+@pytest.mark.parametrize("batch, pool", [(1, False), (2, False), (1, True)])
+def test_a_flattened_blocked_feature_map_runs_without_reorders(tmp_path, batch, pool):
     """The reorder back to NCHW before a flatten is folded into the dense weight (rows permuted at
     compile time) and the stem's input is read in place: no layout_transform kernel is left, and
-    the outputs still match ONNX Runtime (per batch item: the permutation stays within rows)."""
-    path = _conv_flatten_linear(tmp_path / "flat.onnx", batch)
+    the outputs still match ONNX Runtime (per batch item: the permutation stays within rows).
+    After a global pool (a 1x1 map) the reorder moves nothing: one reshape, a view, no copy kernel."""
+    path = _conv_flatten_linear(tmp_path / "flat.onnx", batch, pool)
     report = json.loads(run_cli("inspect", str(path), "-t", "x86-avx512", "--json").stdout)
     assert report["layouts"][0]["layout"] == "NCHW1c" and report["layout_reorders"] == 0
+    assert not [k["name"] for k in report["kernels"] if "reshape" in k["name"] and "fused" in k["name"]]
     x = np.random.default_rng(batch).standard_normal((batch, 3, 8, 8)).astype("float32")
     artifact = tvmopt.compile(tvmopt.import_model(path), "host", tmp_path / "art", log_root=None)
     np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(path, {"x": x})[0], atol=1e-4, rtol=1e-4)

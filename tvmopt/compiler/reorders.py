@@ -7,7 +7,8 @@
   the feature map: reshape(x_blocked) -> matmul(., W_permuted). (ONNX Runtime's NCHWc path still
   runs its ReorderOutput there.)
 - A transform that moves no element (NCHW -> NCHW1c, the stem's input when its channels fit no
-  block) becomes a reshape, which the VM runs as a view instead of a copy kernel.
+  block; NCHW16c -> NCHW on a 1x1 map) becomes a reshape, which the VM runs as a view instead of a
+  copy kernel; a reshape of a reshape becomes one reshape (fused, the two would be a copy kernel).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class _Folder(relax.PyExprMutator):
         call = super().visit_call_(call)
         if _is_op(call, "relax.layout_transform"):
             return self._as_reshape(call)
+        if _is_op(call, "relax.reshape") and _is_op(self._bound(call.args[0]), "relax.reshape"):
+            return relax.op.reshape(self._unreshaped(call.args[0]), call.args[1])
         if not _is_op(call, "relax.matmul") or not isinstance(call.args[1], tvm.ir.expr.Constant):
             return call
         flat, weight = call.args
@@ -91,7 +94,7 @@ class _Folder(relax.PyExprMutator):
         w = weight.value.numpy()
         permuted = np.empty_like(w)
         permuted[perm] = w
-        new_flat = self.builder_.emit(relax.op.reshape(data, flat_shape))
+        new_flat = self.builder_.emit(relax.op.reshape(self._unreshaped(data), flat_shape))
         return relax.op.matmul(new_flat, relax.const(permuted), out_dtype=call.attrs.out_dtype)
 
     def _as_reshape(self, call: relax.Call) -> relax.Expr:
@@ -101,7 +104,14 @@ class _Folder(relax.PyExprMutator):
         order = row_permutation(call.attrs.index_map, in_shape, 1)
         if order is None or not (order == np.arange(order.size)).all():
             return call
-        return relax.op.reshape(call.args[0], out_shape)
+        return relax.op.reshape(self._unreshaped(call.args[0]), out_shape)
+
+    def _unreshaped(self, expr: relax.Expr) -> relax.Expr:
+        """The tensor under a chain of reshapes (row-major views compose into one): a reshape of
+        a reshape would otherwise fuse into a copy kernel, which a single reshape is not."""
+        while _is_op(self._bound(expr), "relax.reshape"):
+            expr = self._bound(expr).args[0]
+        return expr
 
     def _bound(self, expr: relax.Expr):
         return self.lookup_binding(expr) if isinstance(expr, relax.Var) else None

@@ -6,7 +6,8 @@ reached 33 GFLOP/s after 64 trials, ONNX Runtime's MLAS runs it at ~85 per core.
 templates fix the structure a hand-written kernel has (MLAS, TOPI's x86 NCHWc schedule): a
 register tile of accumulators (output channels x output columns, or GEMM rows x columns),
 vectorized over the channel block, the whole reduction inside it, epilogue fused, parallel
-over the outer tiles. Only the tile sizes are left to search: the dense and depthwise templates
+over the outer tiles (a classifier head's GEMV, whose width no vector divides, is vectorized
+along the reduction instead). Only the tile sizes are left to search: the dense, GEMV and depthwise templates
 sample them (sample_perfect_tile, so MetaSchedule's tile-size mutator and cost model work on
 them); the conv template enumerates the register tiles that fit, one design space each
 (register_tiles). Weights are re-laid-out for the chosen tiling by MetaSchedule's RewriteLayout
