@@ -195,3 +195,24 @@ def test_a_kernel_logged_under_other_block_names_is_tuned_and_compiled_with_read
         if "layer_norm" in name.name_hint:
             assert func.attrs.get("tirx.is_scheduled"), f"{name.name_hint} ({names}) kept TVM's default schedule"
 
+
+
+def test_prune_only_for_a_model_drops_the_workloads_no_compile_of_it_asks_for(tuned_log, mlp_onnx, cnn_onnx, tmp_path):
+    """A log also holding another model's kernels (as a log holds the kernels of an older graph
+    pass after an upgrade): `prune --only-for MODEL` keeps exactly that model's workloads."""
+    import shutil
+
+    root = tmp_path / "root"
+    log_dir = root / tuned_log.log_dir.name
+    shutil.copytree(tuned_log.log_dir, log_dir)
+    other = tvmopt.tune(tvmopt.import_model(mlp_onnx), "host", budget="smoke", log_root=root, progress=False)
+    assert other.log_dir == log_dir
+    before = {w.workload_hash for w in show(log_dir).workloads}
+    assert len(before) == len(tuned_log.tasks) + len(other.tasks)
+    proc = run_cli("logs", "prune", str(log_dir), "--top-k", "16", "--only-for", str(cnn_onnx), "-t", "host", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["workloads_after"] == len(tuned_log.tasks)
+    assert {w.workload_hash for w in show(log_dir).workloads} == {t.workload_hash for t in tuned_log.tasks}
+    assert validate(log_dir).problems == []
+    misuse = run_cli("logs", "prune", str(log_dir), "--top-k", "16", "--batch-sizes", "1,4")
+    assert misuse.returncode == 2 and "--only-for" in misuse.stderr

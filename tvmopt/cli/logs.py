@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..errors import UsageError
 from .common import log_arg, table
 
 LOG_HELP = "a target's log directory, e.g. tuning_logs/x86-avx512"
@@ -47,6 +48,14 @@ def register(sub) -> None:
     a.add_argument("log", metavar="LOG", help=LOG_HELP)
     a.add_argument("--top-k", type=int, required=True, metavar="K", help="records to keep per workload")
     a.add_argument("-o", "--output", metavar="OUT", help="write the pruned log here instead of in place")
+    a.add_argument("--only-for", nargs="+", metavar="MODEL",
+                   help="also drop the workloads none of these models (ONNX or .pt2) has any more, e.g. after a "
+                        "tvmopt upgrade changed the graph passes: only records a compile can still apply stay")
+    a.add_argument("-t", "--target", metavar="TARGET",
+                   help="the target the log is for, to find the models' kernels (default: the log directory's "
+                        "name, e.g. x86-avx512)")
+    a.add_argument("--batch-sizes", metavar="N,N,...",
+                   help="with --only-for: the batch buckets the models are tuned for (models with a dynamic batch dim)")
     a = _action(actions, "export", "write a log as one portable file",
                 "Write one target's log (workloads, all records, session records) as one JSON file (format "
                 "tvmopt-log/1) to copy to another machine.", run_export)
@@ -132,10 +141,42 @@ def run_merge(args) -> int:
 def run_prune(args) -> int:
     from ..logs.maintain import prune
 
-    report = prune(args.log, args.top_k, args.output)
+    report = prune(args.log, args.top_k, args.output, keep_only=_kept_workloads(args))
     _print(args, report, f"{report.log}: kept {report.records_after} of {report.records_before} records "
                          f"(best {report.top_k} per workload), {report.workloads_after} workloads")
     return 0
+
+
+def _kept_workloads(args):
+    """The kernels of `--only-for`'s models on the log's target (None: keep every workload)."""
+    if not args.only_for:
+        if args.batch_sizes or args.target:
+            raise UsageError("--target and --batch-sizes only mean something with --only-for MODEL")
+        return None
+    from pathlib import Path
+
+    from ..compiler.buckets import parse_batch_sizes
+    from ..frontends import import_model
+    from ..tuning import task_modules
+
+    target = args.target or Path(args.log).resolve().name
+    if not args.target:
+        from ..errors import TvmoptError
+        from ..targets import get_target
+
+        try:
+            get_target(target)
+        except TvmoptError:
+            raise UsageError(f"{args.log}: the directory name {target!r} names no target; give the log's target "
+                             "with -t TARGET (e.g. -t host, -t x86-avx512)") from None
+    sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
+    tasks = []
+    for path in args.only_for:
+        model = import_model(path)
+        dynamic_batch = bool(model.inputs and model.inputs[0].shape and not isinstance(model.inputs[0].shape[0], int))
+        buckets = sizes if sizes and dynamic_batch else None
+        tasks += task_modules(model, target, batch_sizes=buckets)
+    return tasks
 
 
 def run_export(args) -> int:

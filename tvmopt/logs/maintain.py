@@ -9,6 +9,9 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import tvm_ffi
 
 from .._compat import TVM_VERSION, ms
 from .._files import ScratchDir, exchange_dirs, make_dirs, write_atomic
@@ -17,6 +20,9 @@ from .sessions import latest, read_sessions
 from .store import (BINDINGS_FILE, RECORD_FILE, SESSIONS_DIR, WORKLOAD_FILE, LogDatabase, binding_line, dumps, log_lock,
                     open_log, record_json)
 from .workload import record_seconds, valid_run_seconds, workload_hash
+
+if TYPE_CHECKING:
+    import tvm
 
 EXPORT_FORMAT = "tvmopt-log/1"
 
@@ -108,9 +114,12 @@ def _write_log(directory: Path, kept: list[tuple[object, list]]) -> None:
             os.fsync(stream.fileno())
 
 
-def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | None = None) -> PruneReport:
+def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | None = None,
+          keep_only: "Sequence[tvm.IRModule] | None" = None) -> PruneReport:
     """Keep the `top_k` fastest valid records of each workload (failures dropped); write them to
-    `output` (a new log directory) or replace `log_dir` in one atomic swap.
+    `output` (a new log directory) or replace `log_dir` in one atomic swap. With `keep_only` (the
+    tasks of the models the log serves, tuning.task_modules), workloads equal to none of them are
+    dropped too: the records a changed compiler no longer asks for.
 
     Pruning makes later tuning re-measure dropped candidates, but keeps the log small and fast to load.
     """
@@ -134,6 +143,8 @@ def prune(log_dir: str | os.PathLike, top_k: int, output: str | os.PathLike | No
             database = LogDatabase(source, readonly=True)
             kept, before = [], len(database)
             for mod in database.workload_modules():
+                if keep_only is not None and not any(tvm_ffi.structural_equal(mod, task) for task in keep_only):
+                    continue
                 timed = [(record_seconds(r.run_secs), r) for r in database.get_all_records_of(mod)
                          if valid_run_seconds(r.run_secs)]
                 timed.sort(key=lambda pair: pair[0])

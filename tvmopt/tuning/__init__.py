@@ -7,6 +7,6 @@ next, plugged into MetaSchedule's loop), builder, runner, search, cost_model, me
 from __future__ import annotations
 
 from .budget import PRESETS, Budget, make_budget
-from .session import TuningLog, tune
+from .session import TuningLog, task_modules, tune
 
-__all__ = ["tune", "TuningLog", "Budget", "PRESETS", "make_budget"]
+__all__ = ["tune", "task_modules", "TuningLog", "Budget", "PRESETS", "make_budget"]

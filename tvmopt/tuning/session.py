@@ -241,6 +241,18 @@ def tune(
     return result
 
 
+def task_modules(model: Model, target: str | TargetSpec = "host", options: GraphOptions | None = None,
+                 batch_sizes: Sequence[int] | None = None) -> list[tvm.IRModule]:
+    """The workloads `tune` would search for `model` on `target` (what a log's records must match)."""
+    if batch_sizes:
+        from ..compiler.buckets import with_batch_buckets
+
+        model = with_batch_buckets(model, batch_sizes)
+    tvm_target = get_target(target).tuning_target(default_threads())
+    fused = fuse(model.mod, tvm_target, options or GraphOptions())
+    return [task.dispatched[0] for task in extract_tasks(fused, tvm_target)]
+
+
 def _save(path: Path, session: SessionRecord) -> None:
     try:
         save_session(path, session)
