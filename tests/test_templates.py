@@ -124,3 +124,36 @@ def test_gemms_are_marked_for_the_template_that_fits(rows, width, depth, kind):
     mod = mark_gemms(16)(tvm.IRModule({"main": _gemm_bias(rows, width, depth)}))
     sch = Schedule(mod)
     assert sch.get(sch.get_sblock("matmul")).annotations.get("schedule_rule") == kind
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_template_pads_per_row_tile_and_matches_the_unscheduled_conv(stride):
+    """The padded input is built under the parallel row-tile loop (no whole-map copy), for every
+    sampled tile, and the result is the unscheduled conv's (ReLU epilogue included)."""
+    from tvmopt.compiler.layout import _depthwise_nchwc
+
+    data = te.placeholder((1, 2, 9, 10, 8), name="data")
+    kernel = te.placeholder((2, 1, 3, 3, 1, 8), name="kernel")
+    conv = _depthwise_nchwc(data, kernel, (stride, stride), (1, 1, 1, 1), (1, 1), "float32")
+    relu = te.compute(conv.shape, lambda *i: te.max(conv(*i), 0.0), name="relu")
+    func = te.create_prim_func([data, kernel, relu])
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 9, 10, 8)).astype("float32")
+    w = rng.standard_normal((2, 1, 3, 3, 1, 8)).astype("float32")
+    out_shape = tuple(int(d) for d in relu.shape)
+    dev = tvm.cpu()
+    target = tvm.target.Target({"kind": "llvm"})
+
+    def run(mod) -> np.ndarray:
+        out = tvm.runtime.tensor(np.zeros(out_shape, "float32"), dev)
+        tvm.compile(mod, target=target)(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(w, dev), out)
+        return out.numpy()
+
+    expected = run(tvm.IRModule({"main": func}))
+    for seed in (1, 2, 3):
+        sch = Schedule(func, seed=seed)
+        (space,) = templates.depthwise_nchwc(sch, sch.get_sblock("depthwise_conv2d_NCHWc"))
+        pad_outer = space.get(space.get_loops(space.get_sblock("data_pad"))[0])
+        conv_outer = space.get(space.get_loops(space.get_sblock("depthwise_conv2d_NCHWc_update"))[0])
+        assert pad_outer.same_as(conv_outer) and pad_outer.kind == tvm.tirx.ForKind.PARALLEL  # under the row tiles
+        np.testing.assert_allclose(run(space.mod), expected, rtol=1e-5, atol=1e-5)

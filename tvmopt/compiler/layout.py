@@ -143,9 +143,19 @@ def legalize_blocked_conv2d(bb: relax.BlockBuilder, call: relax.Call, templates:
     return bb.call_te(_depthwise_nchwc, *args, primfunc_name_hint="depthwise_conv2d_NCHWc")
 
 
+# A template whose schedule changed shape gets a new version here: the block attribute is part of
+# the workload, so a log's records of the old shape (their traces replay the old schedule, and
+# tuning measures kernels alone, where the change may not show) stop applying. 2: the depthwise
+# template pads per row tile instead of copying the whole padded input first.
+TEMPLATE_VERSIONS = {"tvmopt_depthwise_nchwc": 2}
+
+
 def _template(name: str, enabled: bool) -> dict:
     """Block attributes that route the block to tvmopt's schedule template `name`."""
-    return {"schedule_rule": name} if enabled else {}
+    if not enabled:
+        return {}
+    version = TEMPLATE_VERSIONS.get(name)
+    return {"schedule_rule": name, **({"tvmopt.template_version": version} if version else {})}
 
 
 def _padded(data: te.Tensor, padding) -> te.Tensor:
