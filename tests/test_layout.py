@@ -148,3 +148,20 @@ def test_a_log_tuned_with_another_block_is_used_when_it_covers_more(tuned_mobile
     assert artifact.manifest.optimizations["block"] == 8
     assert artifact.manifest.tuning.tasks_tuned == artifact.manifest.tuning.tasks_total
     assert artifact.manifest.tuning.reference_logs == ("x86-avx2",)
+
+
+def test_row_permutation_accepts_only_reorders_within_rows():
+    """The fold's guard: a permutation within each batch row is folded, a padding transform or one
+    that mixes rows is not."""
+    from tvm.tirx import IndexMap
+
+    from tvmopt.compiler.reorders import row_permutation
+
+    to_nchw = IndexMap.from_func(lambda n, c, h, w, cb: (n, c * 16 + cb, h, w))
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 3, 16))
+    perm = row_permutation(to_nchw, x.shape, 2)
+    nchw = x.transpose(0, 1, 4, 2, 3).reshape(2, -1)
+    assert (nchw == x.reshape(2, -1)[:, perm]).all()
+    assert row_permutation(to_nchw, x.shape, 2 * 32 * 3) is None  # rows of 3 (one w run): features cross rows
+    padded = IndexMap.from_func(lambda n, c, h, w: (n, c // 16, h, w, c % 16))
+    assert row_permutation(padded, (1, 24, 2, 2), 1) is None  # 24 channels padded to 32

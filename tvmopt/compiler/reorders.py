@@ -49,12 +49,16 @@ def row_permutation(index_map: tvm.tirx.IndexMap, in_shape: tuple[int, ...], row
     if size % rows or size >= 2**31:
         return None
     source = tvm.runtime.tensor(np.arange(size, dtype="int32").reshape(in_shape))
-    moved = index_map.map_tensor(source).numpy().reshape(rows, -1)
+    try:
+        moved = index_map.map_tensor(source).numpy()
+    except RuntimeError:  # 0.27: map_tensor fails on a padding transform (InternalError: size mismatch)
+        return None
+    if moved.size != size:
+        return None  # the transform pads
     width = size // rows
-    starts = np.arange(rows, dtype="int64")[:, None] * width
-    relative = moved - starts
-    if moved.size != size or relative.min() < 0 or relative.max() >= width:
-        return None  # the transform pads, or mixes rows (batch items)
+    relative = moved.reshape(rows, width) - np.arange(rows, dtype="int64")[:, None] * width
+    if relative.min() < 0 or relative.max() >= width:
+        return None  # the transform mixes rows (batch items)
     if not (relative == relative[0]).all():
         return None
     return relative[0]
