@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..errors import UsageError
+from ..errors import TvmoptError, UsageError
 from .common import log_arg, table
 
 LOG_HELP = "a target's log directory, e.g. tuning_logs/x86-avx512"
@@ -161,7 +161,6 @@ def _kept_workloads(args):
 
     target = args.target or Path(args.log).resolve().name
     if not args.target:
-        from ..errors import TvmoptError
         from ..targets import get_target
 
         try:

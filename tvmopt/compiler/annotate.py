@@ -13,6 +13,8 @@ A GEMM with few rows and a narrow width that is not a multiple of the lanes (a c
 
 from __future__ import annotations
 
+import math
+
 import tvm
 
 DENSE = "tvmopt_dense"
@@ -71,7 +73,7 @@ def _gemm_kind(block, lanes: int) -> str | None:
         return None  # a symbolic width (dynamic shapes) is left to MetaSchedule's default rules
     if width % lanes == 0:
         return DENSE
-    if (None not in rows and _product(rows) <= GEMV_ROWS and width < GEMV_MAX_WIDTH_VECTORS * lanes
+    if (None not in rows and math.prod(rows) <= GEMV_ROWS and width < GEMV_MAX_WIDTH_VECTORS * lanes
             and depth is not None and depth % lanes == 0):
         return GEMV
     return None
@@ -79,13 +81,6 @@ def _gemm_kind(block, lanes: int) -> str | None:
 
 def _static(extent) -> int | None:
     return int(extent) if isinstance(extent, tvm.tirx.IntImm) else None
-
-
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 def _is_nn_gemm(block) -> bool:

@@ -66,9 +66,6 @@ def row_permutation(index_map: tvm.tirx.IndexMap, in_shape: tuple[int, ...], row
 
 @relax.expr_functor.mutator
 class _Folder(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule) -> None:
-        super().__init__(mod)
-
     def visit_call_(self, call: relax.Call) -> relax.Expr:  # noqa: D102 - the rewrite, see the module
         call = super().visit_call_(call)
         if _is_op(call, "relax.layout_transform"):

@@ -91,10 +91,7 @@ def tune(
     reference log (tuning/seeds.py).
     """
     options = options or GraphOptions()
-    if batch_sizes:
-        from ..compiler.buckets import with_batch_buckets
-
-        model = with_batch_buckets(model, batch_sizes)
+    model = _with_buckets(model, batch_sizes)
     spec = get_target(target)
     plan = budget if isinstance(budget, Budget) else make_budget(budget)
     _check_tunable(model, spec, rpc)
@@ -107,10 +104,7 @@ def tune(
     log_dir = log_dir_for(spec, log_root)
     database = LogDatabase(log_dir)  # first: an unwritable log dir fails before minutes of work
     mark_stale(log_dir)  # sessions killed earlier (kill -9) stop claiming to be running
-    # Measured here, candidates run on this machine's cores; through RPC the device's core count
-    # is unknown here, so a target without `num-cores` assumes this machine's.
-    tvm_target = spec.tuning_target(default_threads())
-    extracted = extract_tasks(fuse(model.mod, tvm_target, options), tvm_target)
+    tvm_target, extracted = _extract(model, spec, options)
     if not extracted:
         raise TuningError(f"model {model.name}: no tunable kernels after fusion")
 
@@ -244,13 +238,24 @@ def tune(
 def task_modules(model: Model, target: str | TargetSpec = "host", options: GraphOptions | None = None,
                  batch_sizes: Sequence[int] | None = None) -> list[tvm.IRModule]:
     """The workloads `tune` would search for `model` on `target` (what a log's records must match)."""
-    if batch_sizes:
-        from ..compiler.buckets import with_batch_buckets
+    _, extracted = _extract(_with_buckets(model, batch_sizes), get_target(target), options or GraphOptions())
+    return [task.dispatched[0] for task in extracted]
 
-        model = with_batch_buckets(model, batch_sizes)
-    tvm_target = get_target(target).tuning_target(default_threads())
-    fused = fuse(model.mod, tvm_target, options or GraphOptions())
-    return [task.dispatched[0] for task in extract_tasks(fused, tvm_target)]
+
+def _with_buckets(model: Model, batch_sizes: Sequence[int] | None) -> Model:
+    if not batch_sizes:
+        return model
+    from ..compiler.buckets import with_batch_buckets
+
+    return with_batch_buckets(model, batch_sizes)
+
+
+def _extract(model: Model, spec: TargetSpec, options: GraphOptions):
+    """(the tuning target, MetaSchedule's extracted tasks) for `model`, as `tune` searches them."""
+    # Measured here, candidates run on this machine's cores; through RPC the device's core count
+    # is unknown here, so a target without `num-cores` assumes this machine's.
+    tvm_target = spec.tuning_target(default_threads())
+    return tvm_target, extract_tasks(fuse(model.mod, tvm_target, options), tvm_target)
 
 
 def _save(path: Path, session: SessionRecord) -> None:
