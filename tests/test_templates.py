@@ -157,3 +157,57 @@ def test_depthwise_template_pads_per_row_tile_and_matches_the_unscheduled_conv(s
         conv_outer = space.get(space.get_loops(space.get_sblock("depthwise_conv2d_NCHWc_update"))[0])
         assert pad_outer.same_as(conv_outer) and pad_outer.kind == tvm.tirx.ForKind.PARALLEL  # under the row tiles
         np.testing.assert_allclose(run(space.mod), expected, rtol=1e-5, atol=1e-5)
+
+
+def _gemm_bias_silu(rows: int, width: int, depth: int) -> tvm.tirx.PrimFunc:
+    """A linear layer with a SiLU epilogue, y * sigmoid(y): the biased value feeds two blocks, so
+    the epilogue is a DAG, not a chain (GELU's x * erf(x / sqrt 2) has the same shape)."""
+    a = te.placeholder((rows, depth), name="a")
+    b = te.placeholder((depth, width), name="b")
+    bias = te.placeholder((width,), name="bias")
+    k = te.reduce_axis((0, depth), name="k")
+    matmul = te.compute((rows, width), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="matmul")
+    biased = te.compute((rows, width), lambda i, j: matmul[i, j] + bias[j], name="T_add")
+    gate = te.compute((rows, width), lambda i, j: te.sigmoid(biased[i, j]), name="T_sigmoid")
+    out = te.compute((rows, width), lambda i, j: biased[i, j] * gate[i, j], name="T_multiply")
+    return te.create_prim_func([a, b, bias, out]).with_attr("layout_free_buffers", [1, 2])
+
+
+def test_dense_template_computes_a_dag_epilogue_per_tile_under_the_parallel_loop():
+    """The whole epilogue (bias, sigmoid, product) is computed from the register tile inside the
+    parallel loop; it was left as a serial loop nest over the output after the kernel."""
+    rows, width, depth = 8, 64, 32
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((rows, depth)).astype("float32"), rng.standard_normal((depth, width)).astype("float32")
+    bias = rng.standard_normal(width).astype("float32")
+    y = a @ b + bias
+    expected = y / (1 + np.exp(-y))
+    dev = tvm.cpu()
+    for seed in (1, 2):
+        sch = Schedule(_gemm_bias_silu(rows, width, depth), seed=seed)
+        gemm = sch.get_sblock("matmul")
+        sch.annotate(gemm, "tvmopt.lanes", 16)
+        (space,) = templates.dense(sch, gemm)
+        func = space.mod["main"]
+        top = func.body.block.body  # the root block's body: one loop nest, the parallel one
+        assert isinstance(top, tvm.tirx.For) and top.kind == tvm.tirx.ForKind.PARALLEL, func
+        out_loops = space.get_loops(space.get_sblock("T_multiply"))
+        assert space.get(out_loops[0]).same_as(top) and space.get(out_loops[-1]).kind == tvm.tirx.ForKind.VECTORIZED
+        lib = tvm.compile(space.mod, target=tvm.target.Target({"kind": "llvm"}))
+        out = tvm.runtime.tensor(np.zeros((rows, width), "float32"), dev)
+        lib(*(tvm.runtime.tensor(x, dev) for x in (a, b, bias)), out)
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_only_dag_epilogues_are_marked_so_old_records_stop_applying_to_them_alone():
+    from tvmopt.compiler.annotate import DAG_EPILOGUE, mark_dag_epilogues, mark_gemms
+
+    def marked(func) -> dict:
+        mod = mark_dag_epilogues()(mark_gemms(16)(tvm.IRModule({"main": func})))
+        sch = Schedule(mod)
+        return dict(sch.get(sch.get_sblock("matmul")).annotations)
+
+    dag = marked(_gemm_bias_silu(8, 64, 32))
+    assert dag.get("schedule_rule") == templates.DENSE and dag.get(DAG_EPILOGUE) == "dag"
+    chain = marked(_gemm_bias(8, 64, 32))  # bias only: a chain, scheduled as before, records still apply
+    assert chain.get("schedule_rule") == templates.DENSE and DAG_EPILOGUE not in chain

@@ -9,6 +9,9 @@ attention x V product). A transposed B (Q x K^T) stays with MetaSchedule's gener
 
 A GEMM with few rows and a narrow width that is not a multiple of the lanes (a classifier head of
 10 classes at batch 1) gets the GEMV template instead, vectorized along k.
+
+After fusion, a marked block whose epilogue is a DAG (GELU, SiLU) is marked again
+(mark_dag_epilogues).
 """
 
 from __future__ import annotations
@@ -37,6 +40,36 @@ def mark_gemms(lanes: int) -> tvm.transform.Pass:
                 marked = _mark(func, lanes)
                 if marked is not None:
                     mod[gv] = marked
+        return mod
+
+    return transform
+
+
+# Templates before this attribute left a DAG epilogue unscheduled (a serial loop after the parallel
+# kernel); its records' traces replay that schedule. The attribute is part of the workload, so those
+# records stop applying and such kernels are tuned again (tuning/templates.py: epilogue_plan).
+DAG_EPILOGUE = "tvmopt.epilogue"
+
+
+def mark_dag_epilogues() -> tvm.transform.Pass:
+    """Mark each templated block of a fused kernel whose epilogue the templates inline as a DAG."""
+
+    @tvm.transform.module_pass(opt_level=0, name="MarkDagEpilogues")
+    def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        from ..tuning.templates import ANNOTATION, TEMPLATES, epilogue_plan
+
+        for gv, func in list(mod.functions.items()):
+            if not isinstance(func, tvm.tirx.PrimFunc):
+                continue
+            sch = tvm.s_tir.Schedule(func)
+            if not _has_root(sch):
+                continue
+            for block in sch.get_child_blocks(sch.get_sblock("root")):
+                rule = sch.get(block).annotations.get(ANNOTATION)
+                if rule is not None and str(rule) in TEMPLATES and epilogue_plan(sch, block)[2]:
+                    sch.annotate(block, DAG_EPILOGUE, "dag")
+                    mod[gv] = sch.mod["main"]
+                    break
         return mod
 
     return transform

@@ -35,7 +35,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
     """
     from tvm.relax import transform
 
-    from .annotate import mark_gemms
+    from .annotate import mark_dag_epilogues, mark_gemms
     from .reorders import drop_reorders
     from .layout import block_size, clip_to_min_max, legalize_blocked_conv2d, to_blocked_layout
 
@@ -50,6 +50,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
         layout = [transform.FoldConstant(), _pass_scalars_as_data, clip_to_min_max(), to_blocked_layout(block),
                   transform.Normalize(), drop_reorders()]
     templates = [mark_gemms(block)] if block and options.templates else []
+    dag_epilogues = [mark_dag_epilogues()] if block and options.templates else []
     # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;
     # compile then packs them once (prepack_weights below).
     layout_free = [transform.AttachAttrLayoutFreeBuffers()] if block and options.prepack_weights else []
@@ -67,6 +68,7 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
                 transform.LegalizeOps(legalize),
                 *templates,
                 relax.get_pipeline("zero"),
+                *dag_epilogues,
                 *layout_free,
             ]
         )(mod)

@@ -46,19 +46,50 @@ def _fallback(sch: Schedule, block) -> list[Schedule]:
 
 
 def _epilogue(sch: Schedule, block):
-    """Inline the element-wise chain after `block` (bias, residual add, activation) except its last
-    block, which is returned (or `block` itself when nothing follows)."""
+    """Inline the element-wise blocks after `block` (bias, residual add, activation) into the last
+    one, which is returned (None when nothing follows)."""
+    inline, out, _ = epilogue_plan(sch, block)
+    for intermediate in inline:
+        sch.compute_inline(intermediate)
+    return out
+
+
+def epilogue_plan(sch: Schedule, block) -> tuple[list, object, bool]:
+    """(blocks to inline, the block computed per tile, whether the epilogue is a DAG) of `block`.
+
+    The blocks after it form a chain (bias, ReLU) or a DAG: in GELU's x * erf(x / sqrt 2) and
+    SiLU's x * sigmoid(x) the biased value feeds two blocks. Only the chain used to be taken; the
+    rest of a DAG was left to the generic rules, which the annotated root keeps off the
+    parallel/vectorize pass: a serial loop after the parallel kernel (bert4's FFN GEMM + GELU).
+    Now every element-wise block after `block` is inlined into the last; if something else
+    follows (a reduction, a second output), still the single-consumer chain only.
+    compiler/annotate.py marks DAG epilogues, so that records scheduled the old way stop applying.
+    """
     chain = []
     current = block
-    while True:
-        consumers = sch.get_consumers(current)
-        if len(consumers) != 1:
-            break
+    while len(consumers := sch.get_consumers(current)) == 1:
         current = consumers[0]
         chain.append(current)
-    for intermediate in chain[:-1]:
-        sch.compute_inline(intermediate)
-    return chain[-1] if chain else None
+    after = _blocks_after(sch, block)
+    if len(after) > len(chain) and all(_inlinable(sch, b) for b in after[:-1]):
+        return after[:-1], after[-1], True
+    return chain[:-1], (chain[-1] if chain else None), False
+
+
+def _blocks_after(sch: Schedule, block) -> list:
+    """The blocks that follow `block` in the function (its epilogue, in a fused kernel)."""
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    position = next(i for i, b in enumerate(blocks) if sch.get(b).same_as(sch.get(block)))
+    return blocks[position + 1:]
+
+
+def _inlinable(sch: Schedule, block) -> bool:
+    """An element-wise block that writes an intermediate buffer, not one of the function's outputs."""
+    stmt = sch.get(block)
+    params = sch.mod["main"].params  # 0.27: a PrimFunc's params are its buffers (no buffer_map)
+    written = [getattr(r, "buffer", None) or r.source for r in stmt.writes]  # 0.27: TensorRegion.source
+    return (all(int(iv.iter_type) == 0 for iv in stmt.iter_vars) and len(written) == 1
+            and not any(written[0].same_as(p) for p in params))
 
 
 def _schedule_pad(sch: Schedule, block) -> None:
