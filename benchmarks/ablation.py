@@ -9,7 +9,8 @@ interleaved in one loop (medians of rounds) and checked against ONNX Runtime's o
     +layout      convolutions in NCHW{block}c
     +templates   tvmopt's conv / depthwise / GEMM schedule templates
     +prepack     weights re-laid-out for the tuned kernels at compile time
-    all          + compiled VM (the default)
+    +compiled VM the VM's control flow as native code
+    all          + Winograd F(2x2, 3x3) for 3x3 stride-1 convs (the default)
 Writes benchmarks/results/ablation-<model>.json and prints a markdown table.
 """
 
@@ -39,6 +40,7 @@ VARIANTS = {
     "+layout": replace(PLAIN, blocked_layout=True),
     "+templates": replace(PLAIN, blocked_layout=True, templates=True),
     "+prepack": replace(PLAIN, blocked_layout=True, templates=True, prepack_weights=True),
+    "+compiled VM": GraphOptions(winograd=False),
     "all": GraphOptions(),
 }
 

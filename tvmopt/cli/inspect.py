@@ -32,6 +32,7 @@ def run(args) -> int:
             "layouts": [{"conv": d.name, "shapes": d.shape, "layout": d.layout, "reason": d.reason}
                         for d in report.layouts],
             "layout_reorders": report.reorders,
+            "winograd_convs": report.winograd,
         }, indent=2))
         return 0
     print(f"model {model.name} ({model.format}, sha256 {model.sha256[:12]})")
@@ -44,7 +45,8 @@ def run(args) -> int:
     if report.layouts:
         blocked = [d for d in report.layouts if d.layout != "NCHW"]
         print(f"\nconvolution layouts: {len(blocked)}/{len(report.layouts)} blocked; "
-              f"{report.reorders} layout reorder kernel(s) left in the graph")
+              f"{report.reorders} layout reorder kernel(s) left in the graph; "
+              f"{report.winograd} 3x3 conv(s) as Winograd F(2x2, 3x3)")
         table(("conv", "data * weight", "layout", "why not blocked"),
               [(d.name, d.shape, d.layout, d.reason) for d in report.layouts])
     if model.is_static:

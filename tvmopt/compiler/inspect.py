@@ -37,6 +37,7 @@ class ModelReport:
     tasks: list[Task]
     layouts: list[LayoutDecision]  # per conv2d: blocked or not, and why not
     reorders: int  # layout_transform kernels left in the graph (entry, exit, ops without a layout rule)
+    winograd: int = 0  # convs computed as Winograd F(2x2, 3x3) (compiler/winograd.py): their batched GEMMs
 
     @property
     def total_flops(self) -> float:
@@ -78,4 +79,5 @@ def describe(model: Model, target: tvm.target.Target, options: GraphOptions | No
     block = block_size(target) if options.blocked_layout else None
     layouts = layout_decisions(model.mod, block)
     reorders = sum(count for name, count in calls.items() if "layout_transform" in name)
-    return ModelReport(op_counts(model.mod), kernels, tasks, layouts, reorders)
+    winograd = sum(count for name, count in calls.items() if "winograd_gemm" in name)
+    return ModelReport(op_counts(model.mod), kernels, tasks, layouts, reorders, winograd)

@@ -54,7 +54,8 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
     # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;
     # compile then packs them once (prepack_weights below).
     layout_free = [transform.AttachAttrLayoutFreeBuffers()] if block and options.prepack_weights else []
-    legalize = {"relax.nn.conv2d": partial(legalize_blocked_conv2d, templates=options.templates)}
+    legalize = {"relax.nn.conv2d": partial(legalize_blocked_conv2d, templates=options.templates,
+                                           winograd=options.winograd)}
     from .int8 import lower_int8_matmuls
 
     mod = lower_int8_matmuls(mod, target)  # int8 products onto the CPU's dot-product instructions

@@ -1,0 +1,101 @@
+"""Winograd F(2x2, 3x3) for blocked 3x3 stride-1 convs (compiler/winograd.py): which convs take it,
+that the three kernels (input transform, batched GEMM, output transform + epilogue) compute what
+ONNX Runtime computes, untuned and tuned, and that it can be switched off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import tvmopt
+from conftest import ort_run, run_cli
+from torch import nn
+from tvmopt.compiler import GraphOptions
+from tvmopt.compiler.winograd import eligible
+from tvmopt.tuning import make_budget
+
+
+class ResidualBlock(nn.Module):
+    """conv 3x3 (8->64) + BN + ReLU, conv 3x3 (64->64) + residual + SiLU, conv 3x3 stride 2 on an
+    odd-sized (13 x 13) map: 49 tiles, padded to 56 GEMM rows: two Winograd convs (the last output tile half outside the map), one direct."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(8, 64, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(64, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.down = nn.Conv2d(64, 32, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        y = torch.relu(self.conv1(x))
+        y = nn.functional.silu(self.conv2(y) + x)
+        return self.down(y)
+
+
+X = np.random.default_rng(0).standard_normal((1, 8, 13, 13)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def block_onnx(tmp_path_factory) -> Path:
+    import models
+
+    torch.manual_seed(0)
+    module = ResidualBlock().eval()
+    with torch.no_grad():
+        module.bn.running_mean.uniform_(-0.2, 0.2)
+        module.bn.running_var.uniform_(0.5, 1.5)
+    return models.export_onnx(module, (torch.from_numpy(X),), tmp_path_factory.mktemp("wino") / "block.onnx", ["x"], ["y"])
+
+
+@pytest.mark.parametrize("shape, kernel, strides, groups, expected", [
+    ((1, 4, 56, 56, 16), (4, 4, 3, 3, 16, 16), (1, 1), 1, True),     # ResNet-18's 56 x 56 layer
+    ((1, 32, 7, 7, 16), (32, 32, 3, 3, 16, 16), (1, 1), 1, False),   # 16 tiles: too few for the GEMMs
+    ((1, 4, 56, 56, 16), (4, 4, 3, 3, 16, 16), (2, 2), 1, False),    # stride 2
+    ((1, 4, 56, 56, 16), (4, 4, 1, 1, 16, 16), (1, 1), 1, False),    # 1x1
+    ((1, 4, 56, 56, 16), (4, 1, 3, 3, 1, 16), (1, 1), 64, False),    # depthwise
+    ((1, 3, 56, 56, 1), (4, 3, 3, 3, 1, 16), (1, 1), 1, False),      # a stem (NCHW1c input)
+    ((1, 2, 56, 56, 8), (2, 2, 3, 3, 8, 8), (1, 1), 1, False),       # 16 x 16 channels: transforms cost more
+])
+def test_which_convs_take_winograd(shape, kernel, strides, groups, expected):
+    assert eligible(shape, kernel, strides, (1, 1, 1, 1), (1, 1), groups, "float32") is expected
+
+
+@pytest.mark.parametrize("target", ["x86-avx2", "x86-avx512"])
+def test_winograd_convs_match_onnxruntime_untuned(block_onnx, target, tmp_path):
+    report = json.loads(run_cli("inspect", str(block_onnx), "-t", target, "--json").stdout)
+    assert report["winograd_convs"] == 2
+    names = [k["name"] for k in report["kernels"]]
+    assert any("winograd_input" in n for n in names) and any("winograd_output" in n for n in names)
+    assert not any("winograd_weight" in n for n in names)  # the weight transform ran at compile time
+    artifact = tvmopt.compile(tvmopt.import_model(block_onnx), target, tmp_path / "art", log_root=None)
+    out = tvmopt.load(artifact.path)(X)[0]
+    np.testing.assert_allclose(out, ort_run(block_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+def test_winograd_can_be_switched_off(block_onnx):
+    from tvmopt.compiler.inspect import describe
+    from tvmopt.targets import get_target
+
+    target = get_target("x86-avx512").tvm_target()
+    model = tvmopt.import_model(block_onnx)
+    assert describe(model, target).winograd == 2
+    assert describe(model, target, GraphOptions(winograd=False)).winograd == 0
+
+
+def test_tuned_winograd_kernels_match_onnxruntime(block_onnx, tmp_path):
+    """The batched GEMMs go through the dense template (prepacked transformed weights), the
+    transforms through MetaSchedule's generic rules; a few real trials each, then compiled."""
+    model = tvmopt.import_model(block_onnx)
+    log = tvmopt.tune(model, "x86-avx512", budget=make_budget("smoke", trials_per_task=2), log_root=tmp_path / "logs",
+                      progress=False)
+    assert log.trials_run > 0
+    artifact = tvmopt.compile(model, "x86-avx512", tmp_path / "art", log_root=tmp_path / "logs")
+    assert artifact.manifest.tuning.tasks_tuned > 0
+    assert any("winograd_gemm" in name for name in artifact.manifest.tuning.prepacked)
+    out = tvmopt.load(artifact.path)(X)[0]
+    np.testing.assert_allclose(out, ort_run(block_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
