@@ -211,3 +211,14 @@ def test_only_dag_epilogues_are_marked_so_old_records_stop_applying_to_them_alon
     assert dag.get("schedule_rule") == templates.DENSE and dag.get(DAG_EPILOGUE) == "dag"
     chain = marked(_gemm_bias(8, 64, 32))  # bias only: a chain, scheduled as before, records still apply
     assert chain.get("schedule_rule") == templates.DENSE and DAG_EPILOGUE not in chain
+
+
+@pytest.mark.parametrize("width, kind", [(1000, None), (1024, "tvmopt_dense")])
+def test_a_gemm_whose_register_tile_would_be_one_accumulator_keeps_the_generic_rules(width, kind):
+    """On AVX2 (8 lanes) a 1 x 512 by 512 x 1000 head is 125 vectors wide: no divisor up to 4, so
+    the dense template's only tile is one accumulator (104 us against the generic rules' 13)."""
+    from tvmopt.compiler.annotate import mark_gemms
+
+    mod = mark_gemms(8)(tvm.IRModule({"main": _gemm_bias(1, width, 512)}))
+    sch = Schedule(mod)
+    assert sch.get(sch.get_sblock("matmul")).annotations.get("schedule_rule") == kind

@@ -28,6 +28,10 @@ GEMV_ROWS = 4
 # with it, 28 with MetaSchedule's generic tiling along n (512 x 1000: 12.8 both; 1024 x 10:
 # 0.56 against 1.10; 8192 x 10: 2.6 against 4.7; AVX-512, this 2-core Zen 4).
 GEMV_MAX_WIDTH_VECTORS = 4
+# The dense template needs a register tile of a few accumulators: a 1 x 512 by 512 x 1000 head on
+# AVX2 (125 vectors wide, no divisor up to 4) got one, a serial chain of FMAs: 104 us, its only
+# candidate, against 13 us from MetaSchedule's generic tiling.
+MIN_ACCUMULATORS = 2
 
 
 def mark_gemms(lanes: int) -> tvm.transform.Pass:
@@ -104,12 +108,23 @@ def _gemm_kind(block, lanes: int) -> str | None:
     *rows, width, depth = (_static(iv.dom.extent) for iv in block.iter_vars)
     if width is None:
         return None  # a symbolic width (dynamic shapes) is left to MetaSchedule's default rules
-    if width % lanes == 0:
+    if width % lanes == 0 and _register_tile(rows, width // lanes) >= MIN_ACCUMULATORS:
         return DENSE
     if (None not in rows and math.prod(rows) <= GEMV_ROWS and width < GEMV_MAX_WIDTH_VECTORS * lanes
             and depth is not None and depth % lanes == 0):
         return GEMV
     return None
+
+
+def _register_tile(rows: list[int | None], vectors: int) -> int:
+    """The most accumulators the dense template's register tile can hold for this GEMM: it takes
+    a divisor of the rows (up to MAX_COLUMNS) times a divisor of the width's vectors (up to
+    MAX_CHANNEL_VECTORS)."""
+    from ..tuning.templates import MAX_CHANNEL_VECTORS, MAX_COLUMNS
+
+    height = math.prod(rows) if None not in rows else MAX_COLUMNS
+    best_rows = max(d for d in range(1, MAX_COLUMNS + 1) if height % d == 0)
+    return best_rows * max(d for d in range(1, MAX_CHANNEL_VECTORS + 1) if vectors % d == 0)
 
 
 def _static(extent) -> int | None:
