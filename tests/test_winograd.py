@@ -99,3 +99,17 @@ def test_tuned_winograd_kernels_match_onnxruntime(block_onnx, tmp_path):
     assert any("winograd_gemm" in name for name in artifact.manifest.tuning.prepacked)
     out = tvmopt.load(artifact.path)(X)[0]
     np.testing.assert_allclose(out, ort_run(block_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+def test_winograd_on_arm_neon_matches_onnxruntime_under_emulation(block_onnx, tmp_path):
+    """NEON's 4-float block: the same three kernels, built for aarch64 and run under QEMU."""
+    from tvmopt.runtime.emulation import aarch64_root, run_emulated
+
+    aarch64_root()  # installs the cross toolchain and QEMU when missing, as tests/test_cross.py does
+    model = tvmopt.import_model(block_onnx)
+    from tvmopt.compiler.inspect import describe
+    from tvmopt.targets import get_target
+
+    assert describe(model, get_target("arm-neoverse-n1").tvm_target()).winograd == 2
+    artifact = tvmopt.compile(model, "arm-neoverse-n1", tmp_path / "arm", log_root=None)
+    np.testing.assert_allclose(run_emulated(artifact, [X])[0], ort_run(block_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
