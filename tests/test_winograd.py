@@ -54,7 +54,8 @@ def block_onnx(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("shape, kernel, strides, groups, expected", [
     ((1, 4, 56, 56, 16), (4, 4, 3, 3, 16, 16), (1, 1), 1, True),     # ResNet-18's 56 x 56 layer
-    ((1, 32, 7, 7, 16), (32, 32, 3, 3, 16, 16), (1, 1), 1, False),   # 16 tiles: too few for the GEMMs
+    ((1, 32, 7, 7, 16), (32, 32, 3, 3, 16, 16), (1, 1), 1, True),    # its 7 x 7 layer: 16 tiles
+    ((1, 32, 5, 5, 16), (32, 32, 3, 3, 16, 16), (1, 1), 1, False),   # 9 tiles: too few for the GEMMs
     ((1, 4, 56, 56, 16), (4, 4, 3, 3, 16, 16), (2, 2), 1, False),    # stride 2
     ((1, 4, 56, 56, 16), (4, 4, 1, 1, 16, 16), (1, 1), 1, False),    # 1x1
     ((1, 4, 56, 56, 16), (4, 1, 3, 3, 1, 16), (1, 1), 64, False),    # depthwise
