@@ -6,7 +6,8 @@
 TVM side: each fused kernel's time inside the model compiled with the log, over 50 runs (the VM's
 instrument hook). ORT side: its own profiler over 50 runs, per node, averaged. Both
 are grouped by operator class (conv, matmul/gemm, int8 gemm, other) so the gap can be pinned on a
-class; the int8 class is held against the int8 dot-product peak, the others against fp32's.
+class (a Winograd conv's three kernels count as conv, with the Winograd GEMMs' smaller operation
+count, so its G(FL)OP/s is the arithmetic done, not the direct conv's equivalent); the int8 class is held against the int8 dot-product peak, the others against fp32's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def op_class(name: str) -> str:
     name = name.lower()
     if any(op in name for op in INT8_OPS):
         return "int8 gemm"
-    if "conv" in name:
+    if "conv" in name or "winograd" in name:  # a Winograd conv's transforms and GEMMs are its conv
         return "conv"
     if "matmul" in name or "gemm" in name or "dense" in name:
         return "matmul/gemm"
