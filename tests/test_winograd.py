@@ -114,3 +114,30 @@ def test_winograd_on_arm_neon_matches_onnxruntime_under_emulation(block_onnx, tm
     assert describe(model, get_target("arm-neoverse-n1").tvm_target()).winograd == 2
     artifact = tvmopt.compile(model, "arm-neoverse-n1", tmp_path / "arm", log_root=None)
     np.testing.assert_allclose(run_emulated(artifact, [X])[0], ort_run(block_onnx, {"x": X})[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("batch, size, pads", [(2, (14, 14), [1, 1, 1, 1]), (3, (9, 10), [1, 0, 0, 1]),
+                                               (1, (12, 11), [0, 0, 0, 0])])
+def test_winograd_with_batches_asymmetric_pads_and_no_padding_matches_onnxruntime(batch, size, pads, tmp_path):
+    """Tiles numbered across the batch, an output that pads differently on each side or not at all."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    weight = numpy_helper.from_array(rng.standard_normal((64, 64, 3, 3)).astype("float32") * 0.1, "w")
+    bias = numpy_helper.from_array(rng.standard_normal(64).astype("float32"), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=pads, kernel_shape=[3, 3]),
+         helper.make_node("Relu", ["c"], ["y"])], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 64, *size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight, bias])
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    from tvmopt.compiler.inspect import describe
+    from tvmopt.targets import get_target
+
+    model = tvmopt.import_model(path)
+    assert describe(model, get_target("x86-avx512").tvm_target()).winograd == 1
+    x = rng.standard_normal((batch, 64, *size)).astype("float32")
+    artifact = tvmopt.compile(model, "x86-avx512", tmp_path / "art", log_root=None)
+    np.testing.assert_allclose(tvmopt.load(artifact.path)(x)[0], ort_run(path, {"x": x})[0], atol=1e-4, rtol=1e-4)
