@@ -66,15 +66,19 @@ def test_every_conv_design_space_matches_the_unscheduled_conv():
     assert ragged  # the partitioned narrower last tile was exercised
 
 
-def _gemm_bias(rows: int, width: int, depth: int, weight_is_constant: bool = True) -> tvm.tirx.PrimFunc:
-    """C[rows, width] = A[rows, depth] x B[depth, width] + bias, as Relax legalizes a linear layer."""
+def _linear(rows: int, width: int, depth: int):
+    """(A, B, bias, A x B + bias) as Relax legalizes a linear layer: C[rows, width]."""
     a = te.placeholder((rows, depth), name="a")
     b = te.placeholder((depth, width), name="b")
     bias = te.placeholder((width,), name="bias")
     k = te.reduce_axis((0, depth), name="k")
     matmul = te.compute((rows, width), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="matmul")
-    out = te.compute((rows, width), lambda i, j: matmul[i, j] + bias[j], name="T_add")
-    func = te.create_prim_func([a, b, bias, out])
+    return a, b, bias, te.compute((rows, width), lambda i, j: matmul[i, j] + bias[j], name="T_add")
+
+
+def _gemm_bias(rows: int, width: int, depth: int, weight_is_constant: bool = True) -> tvm.tirx.PrimFunc:
+    """C[rows, width] = A[rows, depth] x B[depth, width] + bias."""
+    func = te.create_prim_func(list(_linear(rows, width, depth)))
     return func.with_attr("layout_free_buffers", [1, 2]) if weight_is_constant else func
 
 
@@ -162,12 +166,7 @@ def test_depthwise_template_pads_per_row_tile_and_matches_the_unscheduled_conv(s
 def _gemm_bias_silu(rows: int, width: int, depth: int) -> tvm.tirx.PrimFunc:
     """A linear layer with a SiLU epilogue, y * sigmoid(y): the biased value feeds two blocks, so
     the epilogue is a DAG, not a chain (GELU's x * erf(x / sqrt 2) has the same shape)."""
-    a = te.placeholder((rows, depth), name="a")
-    b = te.placeholder((depth, width), name="b")
-    bias = te.placeholder((width,), name="bias")
-    k = te.reduce_axis((0, depth), name="k")
-    matmul = te.compute((rows, width), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="matmul")
-    biased = te.compute((rows, width), lambda i, j: matmul[i, j] + bias[j], name="T_add")
+    a, b, bias, biased = _linear(rows, width, depth)
     gate = te.compute((rows, width), lambda i, j: te.sigmoid(biased[i, j]), name="T_sigmoid")
     out = te.compute((rows, width), lambda i, j: biased[i, j] * gate[i, j], name="T_multiply")
     return te.create_prim_func([a, b, bias, out]).with_attr("layout_free_buffers", [1, 2])

@@ -24,7 +24,7 @@ from tvm import te, topi
 INPUT_TEMPLATE = "tvmopt_winograd_input"  # tuning/templates.py: winograd_input
 # Output tiles (2x2 each) a conv needs for the GEMMs to reuse the transformed weights (7x7: 16).
 MIN_TILES = 16
-ROW_MULTIPLE = 8
+ROW_MULTIPLE = 8  # the GEMMs' rows are padded to a multiple of this (gemm_rows)
 # Input x output channels below which the transforms' memory traffic outweighs the saving.
 MIN_CHANNEL_PRODUCT = 64 * 64
 
@@ -39,8 +39,13 @@ def eligible(data_shape, kernel_shape, strides, padding, dilation, groups: int, 
     if groups != 1 or dtype != "float32" or ic_bn == 1:
         return False
     top, left, bottom, right = (int(p) for p in padding)
-    tiles = n * ((height + top + bottom - 1) // 2) * ((width + left + right - 1) // 2)
-    return tiles >= MIN_TILES and ic_chunk * ic_bn * oc_chunk * oc_bn >= MIN_CHANNEL_PRODUCT
+    tiles_h, tiles_w = _tile_grid(height + top + bottom - 2, width + left + right - 2)
+    return n * tiles_h * tiles_w >= MIN_TILES and ic_chunk * ic_bn * oc_chunk * oc_bn >= MIN_CHANNEL_PRODUCT
+
+
+def _tile_grid(out_h: int, out_w: int) -> tuple[int, int]:
+    """2x2 output tiles down and across (the last one half outside an odd-sized output)."""
+    return (out_h + 1) // 2, (out_w + 1) // 2
 
 
 def _select(index, values):
@@ -85,7 +90,7 @@ def transform_input(data: te.Tensor, padding) -> te.Tensor:
     n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
     top, left, bottom, right = (int(p) for p in padding)
     out_h, out_w = height + top + bottom - 2, width + left + right - 2
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles_h, tiles_w = _tile_grid(out_h, out_w)
     # Pad to whole tiles: the last tile of an odd output reads one row/column past the padding.
     padded = topi.nn.pad(data, (0, 0, top, left, 0),
                          (0, 0, 2 * tiles_h + 2 - height - top, 2 * tiles_w + 2 - width - left, 0), name="data_pad")
@@ -131,7 +136,7 @@ def batched_gemm(v: te.Tensor, u: te.Tensor) -> te.Tensor:
 def transform_output(m: te.Tensor, out_shape) -> te.Tensor:
     """Y[n, k/o, y, x, o] = (A^T M A)[y % 2, x % 2] of the tile holding (y, x)."""
     n, oc_chunk, out_h, out_w, oc_bn = (int(d) for d in out_shape)
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles_h, tiles_w = _tile_grid(out_h, out_w)
 
     def value(b, kc, y, x, kb):
         p = (b * tiles_h + y // 2) * tiles_w + x // 2
