@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/kernel_profile.py resnet18 --target x86-avx512 [--log-dir tuning_logs] [--top 8]
     .venv/bin/python benchmarks/kernel_profile.py model_int8.onnx --log-dir LOGS   # any ONNX file
+    .venv/bin/python benchmarks/kernel_profile.py mobilenetv2 --target x86-avx512 --perf   # no hook: perf samples
 
 TVM side: each fused kernel's time inside the model compiled with the log, over 50 runs (the VM's
 instrument hook). ORT side: its own profiler over 50 runs, per node, averaged. Both
@@ -13,8 +14,13 @@ count, so its G(FL)OP/s is the arithmetic done, not the direct conv's equivalent
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -90,6 +96,85 @@ def tvm_kernels(model, target: str, log_root: Path, runs: int = 50) -> list[dict
     return rows
 
 
+# The timed loop perf samples: the artifact's full call, as `tvmopt bench` times it.
+_PERF_LOOP = """
+import sys, time
+from tvmopt.runtime import load
+predictor = load(sys.argv[1])
+call = predictor.bound_call(predictor.random_inputs())
+for _ in range(20):
+    call()
+start, calls = time.perf_counter(), 0
+while time.perf_counter() - start < float(sys.argv[2]):
+    call()
+    calls += 1
+print((time.perf_counter() - start) / calls * 1e6)
+"""
+
+
+def perf_kernels(model, target: str, log_root: Path, seconds: float = 8.0) -> tuple[list[dict], dict[str, float]]:
+    """Each kernel's time inside the compiled model from `perf record` samples (all threads), no hook.
+
+    The VM's instrument hook runs Python around every kernel, and short kernels pay for it:
+    MobileNetV2's depthwise convs read 2-4x their tuned times with the hook, 1.3-2.4x from perf
+    samples (2026-12-07). A kernel on all T threads for w us gets T*w of the T*wall thread-time, so
+    its share of the samples times the per-call wall time is its wall time. Returns the kernel rows
+    and the shares (%) of the rest: the TVM runtime (thread pool, workspaces), the OS (the pool's
+    sched_yield), Python and libc.
+    """
+    for tool in ("perf", "nm"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"--perf needs `{tool}` on PATH (Debian: linux-perf, binutils)")
+    tmp = Path(tempfile.mkdtemp(prefix="tvmopt-perf-"))
+    try:
+        return _perf_kernels(model, target, log_root, seconds, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _perf_kernels(model, target: str, log_root: Path, seconds: float, tmp: Path) -> tuple[list[dict], dict[str, float]]:
+    artifact = tvmopt.compile(model, target, tmp / "artifact", log_root=log_root)
+    data = tmp / "perf.data"
+    run = subprocess.run(["perf", "record", "-F", "2999", "-o", str(data), sys.executable, "-c", _PERF_LOOP,
+                          str(artifact.path), str(seconds)], capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"perf record failed (kernel.perf_event_paranoid?): {run.stderr.strip()[-400:]}")
+    per_call_us = float(run.stdout.split()[-1])
+    report = subprocess.run(["perf", "report", "-i", str(data), "--sort", "dso,sym", "--stdio"],
+                            capture_output=True, text=True, check=True).stdout
+    # Kernel bodies run in parallel lambdas without symbols of their own: each sample goes to the
+    # nearest symbol below it in the library (the kernel whose lambda it is).
+    nm = subprocess.run(["nm", str(artifact.library_path)], capture_output=True, text=True, check=True).stdout
+    symbols = sorted((int(a, 16), n) for a, t, n in (line.split() for line in nm.splitlines() if len(line.split()) == 3)
+                     if t in "tT")
+    starts = [a for a, _ in symbols]
+    kernels: dict[str, float] = defaultdict(float)
+    rest: dict[str, float] = defaultdict(float)
+    for line in report.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[.\]\s+(\S+)", line)
+        if not match:
+            continue
+        share, dso, sym = float(match[1]), match[2], match[3]
+        if dso == artifact.library_path.name:
+            name = sym
+            if sym.startswith("0x"):
+                name = symbols[max(0, bisect.bisect_right(starts, int(sym, 16)) - 1)][1]
+            kernels[re.sub(r"^__tvm_ffi_|_compute_$", "", name)] += share
+        else:
+            rest["TVM runtime" if "tvm" in dso else "OS (incl. the pool's sched_yield)" if "kernel" in dso
+                 else "Python" if "python" in dso else "libc" if dso.startswith("libc") else "other"] += share
+    rows = [{"name": name, "calls": 1, "flops": 0.0, "us": share / 100 * per_call_us}
+            for name, share in kernels.items()]
+    tvm_target = tvmopt.get_target(target).tvm_target()
+    per_call = {task.task_name: estimate_flops(task.dispatched[0]) * task.weight  # weight: calls per inference
+                for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target)}
+    for row in rows:
+        row["flops"] = per_call.get(row["name"].removesuffix("_prepacked"), 0.0)
+    rest["kernels"] = sum(kernels.values())
+    rest["per-call wall us"] = per_call_us
+    return rows, rest
+
+
 def ort_nodes(onnx_path: Path, feeds: dict, runs: int = 50) -> list[dict]:
     import onnxruntime as ort
 
@@ -112,12 +197,36 @@ def ort_nodes(onnx_path: Path, feeds: dict, runs: int = 50) -> list[dict]:
     return [{"name": f"{n} ({op_of[n]})", "op": op_of[n], "us": sum(d[warmup:]) / max(1, len(d[warmup:]))}
             for n, d in durations.items()]
 
+
+def ort_wall_us(onnx_path: Path, feeds: dict, runs: int = 200) -> float:
+    """ORT's plain session.run median (no profiler), the figure to hold its profiler's node sum against."""
+    import statistics
+    import time
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    for _ in range(20):
+        session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="zoo name, or an .onnx file (random inputs)")
     parser.add_argument("--target", default="host")
     parser.add_argument("--log-dir", default="tuning_logs")
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--perf", action="store_true",
+                        help="time tvmopt's kernels from perf samples of the artifact's plain call (no hook; "
+                             "needs perf and nm) and show where the rest of the call goes")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tvmopt-profile-"))
     from peak import peak_gflops, peak_int8_gops
@@ -136,7 +245,11 @@ def main() -> None:
         onnx_path = entry.export_onnx(tmp / f"{args.model}.onnx")
         feeds = {n: t.numpy() for n, t in zip(entry.input_names, entry.example_inputs())}
         model = tvmopt.import_model(onnx_path)
-    tvm_rows = tvm_kernels(model, args.target, Path(args.log_dir))
+    rest: dict[str, float] = {}
+    if args.perf:
+        tvm_rows, rest = perf_kernels(model, args.target, Path(args.log_dir))
+    else:
+        tvm_rows = tvm_kernels(model, args.target, Path(args.log_dir))
     ort_rows = ort_nodes(onnx_path, feeds)
 
     print(f"### {Path(args.model).stem} on {args.target}: kernel time per inference (us)\n")
@@ -159,6 +272,12 @@ def main() -> None:
             return f"{flops / us / 1e3:.0f} ({100 * flops / us / 1e3 / peak:.0f}%)" if cls != "total" else f"{flops / us / 1e3:.0f}"
 
         print(f"| {cls} | {flops / 1e6:.0f} | {tvm_us:.0f} | {rate(tvm_us)} | {ort_us:.0f} | {rate(ort_us)} | {ratio} |")
+    if rest:
+        wall = rest.pop("per-call wall us")
+        print(f"\nperf samples of tvmopt's call ({wall:.0f} us per call under perf), share of all threads' time: "
+              + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(rest.items(), key=lambda kv: -kv[1]))
+              + f". ORT's profiler adds time per node: its node sum {sum(r['us'] for r in ort_rows):.0f} us against"
+              f" {ort_wall_us(onnx_path, feeds):.0f} us for a plain session.run now.")
     print(f"\nTop {args.top} TVM kernels | us || Top {args.top} ORT nodes | us\n---|---||---|---")
     top_tvm = sorted((r for r in tvm_rows if r["us"]), key=lambda r: -r["us"])[: args.top]
     top_ort = sorted(ort_rows, key=lambda r: -r["us"])[: args.top]
