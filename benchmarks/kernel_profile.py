@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import tvmopt
@@ -45,6 +46,13 @@ def op_class(name: str) -> str:
     return "other"
 
 
+def task_flops(model, target: str) -> dict[str, tuple[float, int]]:
+    """Task name -> (operations of one call, calls per inference) of the model's fused kernels."""
+    tvm_target = tvmopt.get_target(target).tvm_target()
+    return {task.task_name: (estimate_flops(task.dispatched[0]), task.weight)
+            for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target)}
+
+
 def tvm_kernels(model, target: str, log_root: Path, runs: int = 50) -> list[dict]:
     """Each kernel's time inside the compiled model (the log's records applied), per inference.
 
@@ -64,7 +72,7 @@ def tvm_kernels(model, target: str, log_root: Path, runs: int = 50) -> list[dict
 
     spec = tvmopt.get_target(target)
     tvm_target = spec.tvm_target()
-    flops = {task.task_name: estimate_flops(task.dispatched[0]) for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target)}
+    flops = {name: per_call for name, (per_call, _) in task_flops(model, target).items()}
     fused, tuning, _ = _optimise(model, spec, tvm_target, log_root, GraphOptions())
     print(f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels have records in {log_root}")
     vm = relax.VirtualMachine(relax.build(fused, target=tvm_target, exec_mode="bytecode"), tvm.cpu())
@@ -112,14 +120,22 @@ print((time.perf_counter() - start) / calls * 1e6)
 """
 
 
-def perf_kernels(model, target: str, log_root: Path, seconds: float = 8.0) -> tuple[list[dict], dict[str, float]]:
+@dataclass
+class PerfSplit:
+    """Where perf's samples of tvmopt's call went besides the kernels."""
+
+    per_call_us: float  # the call's wall time under perf
+    shares: dict[str, float]  # % of all threads' samples: "kernels", "TVM runtime", "OS ...", ...
+
+
+def perf_kernels(model, target: str, log_root: Path, seconds: float = 8.0) -> tuple[list[dict], PerfSplit]:
     """Each kernel's time inside the compiled model from `perf record` samples (all threads), no hook.
 
     The VM's instrument hook runs Python around every kernel, and short kernels pay for it:
     MobileNetV2's depthwise convs read 2-4x their tuned times with the hook, 1.3-2.4x from perf
     samples (2026-12-07). A kernel on all T threads for w us gets T*w of the T*wall thread-time, so
     its share of the samples times the per-call wall time is its wall time. Returns the kernel rows
-    and the shares (%) of the rest: the TVM runtime (thread pool, workspaces), the OS (the pool's
+    and the split of the rest: the TVM runtime (thread pool, workspaces), the OS (the pool's
     sched_yield), Python and libc.
     """
     for tool in ("perf", "nm"):
@@ -132,7 +148,7 @@ def perf_kernels(model, target: str, log_root: Path, seconds: float = 8.0) -> tu
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _perf_kernels(model, target: str, log_root: Path, seconds: float, tmp: Path) -> tuple[list[dict], dict[str, float]]:
+def _perf_kernels(model, target: str, log_root: Path, seconds: float, tmp: Path) -> tuple[list[dict], PerfSplit]:
     artifact = tvmopt.compile(model, target, tmp / "artifact", log_root=log_root)
     data = tmp / "perf.data"
     run = subprocess.run(["perf", "record", "-F", "2999", "-o", str(data), sys.executable, "-c", _PERF_LOOP,
@@ -163,16 +179,13 @@ def _perf_kernels(model, target: str, log_root: Path, seconds: float, tmp: Path)
         else:
             rest["TVM runtime" if "tvm" in dso else "OS (incl. the pool's sched_yield)" if "kernel" in dso
                  else "Python" if "python" in dso else "libc" if dso.startswith("libc") else "other"] += share
-    rows = [{"name": name, "calls": 1, "flops": 0.0, "us": share / 100 * per_call_us}
-            for name, share in kernels.items()]
-    tvm_target = tvmopt.get_target(target).tvm_target()
-    per_call = {task.task_name: estimate_flops(task.dispatched[0]) * task.weight  # weight: calls per inference
-                for task in extract_tasks(fuse(model.mod, tvm_target), tvm_target)}
-    for row in rows:
-        row["flops"] = per_call.get(row["name"].removesuffix("_prepacked"), 0.0)
+    flops = task_flops(model, target)
+    rows = []
+    for name, share in kernels.items():
+        per_call, calls = flops.get(name.removesuffix("_prepacked"), (0.0, 1))
+        rows.append({"name": name, "calls": calls, "flops": per_call * calls, "us": share / 100 * per_call_us})
     rest["kernels"] = sum(kernels.values())
-    rest["per-call wall us"] = per_call_us
-    return rows, rest
+    return rows, PerfSplit(per_call_us, dict(rest))
 
 
 def ort_nodes(onnx_path: Path, feeds: dict, runs: int = 50) -> list[dict]:
@@ -203,17 +216,15 @@ def ort_wall_us(onnx_path: Path, feeds: dict, runs: int = 200) -> float:
     import statistics
     import time
 
-    import onnxruntime as ort
+    from tvmopt.measure.baselines import OrtSession
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = OrtSession(onnx_path)
     for _ in range(20):
-        session.run(None, feeds)
+        session(feeds)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, feeds)
+        session(feeds)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e6
 
@@ -245,9 +256,9 @@ def main() -> None:
         onnx_path = entry.export_onnx(tmp / f"{args.model}.onnx")
         feeds = {n: t.numpy() for n, t in zip(entry.input_names, entry.example_inputs())}
         model = tvmopt.import_model(onnx_path)
-    rest: dict[str, float] = {}
+    split: PerfSplit | None = None
     if args.perf:
-        tvm_rows, rest = perf_kernels(model, args.target, Path(args.log_dir))
+        tvm_rows, split = perf_kernels(model, args.target, Path(args.log_dir))
     else:
         tvm_rows = tvm_kernels(model, args.target, Path(args.log_dir))
     ort_rows = ort_nodes(onnx_path, feeds)
@@ -272,10 +283,9 @@ def main() -> None:
             return f"{flops / us / 1e3:.0f} ({100 * flops / us / 1e3 / peak:.0f}%)" if cls != "total" else f"{flops / us / 1e3:.0f}"
 
         print(f"| {cls} | {flops / 1e6:.0f} | {tvm_us:.0f} | {rate(tvm_us)} | {ort_us:.0f} | {rate(ort_us)} | {ratio} |")
-    if rest:
-        wall = rest.pop("per-call wall us")
-        print(f"\nperf samples of tvmopt's call ({wall:.0f} us per call under perf), share of all threads' time: "
-              + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(rest.items(), key=lambda kv: -kv[1]))
+    if split is not None:
+        print(f"\nperf samples of tvmopt's call ({split.per_call_us:.0f} us per call under perf), share of all threads'"
+              " time: " + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(split.shares.items(), key=lambda kv: -kv[1]))
               + f". ORT's profiler adds time per node: its node sum {sum(r['us'] for r in ort_rows):.0f} us against"
               f" {ort_wall_us(onnx_path, feeds):.0f} us for a plain session.run now.")
     print(f"\nTop {args.top} TVM kernels | us || Top {args.top} ORT nodes | us\n---|---||---|---")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import tvm
 from tvm import te, topi
 
-INPUT_TEMPLATE = "tvmopt_winograd_input"  # tuning/templates.py: winograd_input
 # Output tiles (2x2 each) a conv needs for the GEMMs to reuse the transformed weights (7x7: 16).
 MIN_TILES = 16
 ROW_MULTIPLE = 8  # the GEMMs' rows are padded to a multiple of this (gemm_rows)
@@ -111,7 +110,9 @@ def transform_input(data: te.Tensor, padding) -> te.Tensor:
         value = row(_select(nu, FIRST)) + _select(nu, SIGN) * row(_select(nu, SECOND))
         return value if tiles == gemm_rows(tiles) else tvm.tirx.if_then_else(p < tiles, value, tvm.tirx.const(0.0, data.dtype))
 
-    attrs = {"schedule_rule": INPUT_TEMPLATE, "tvmopt.lanes": ic_bn}
+    from ..tuning.templates import ANNOTATION, WINOGRAD_INPUT  # the registry owns its templates' names
+
+    attrs = {ANNOTATION: WINOGRAD_INPUT, "tvmopt.lanes": ic_bn}
     return te.compute((16, gemm_rows(tiles), ic_chunk * ic_bn), tile_value, name="winograd_input", attrs=attrs)
 
 
