@@ -33,6 +33,7 @@ def run(args) -> int:
                         for d in report.layouts],
             "layout_reorders": report.reorders,
             "winograd_convs": report.winograd,
+            "winograd_4x4_convs": report.winograd_4x4,
         }, indent=2))
         return 0
     print(f"model {model.name} ({model.format}, sha256 {model.sha256[:12]})")
@@ -46,7 +47,7 @@ def run(args) -> int:
         blocked = [d for d in report.layouts if d.layout != "NCHW"]
         print(f"\nconvolution layouts: {len(blocked)}/{len(report.layouts)} blocked; "
               f"{report.reorders} layout reorder kernel(s) left in the graph; "
-              f"{report.winograd} 3x3 conv(s) as Winograd F(2x2, 3x3)")
+              f"{report.winograd} 3x3 conv(s) as Winograd{_tiles(report)}")
         table(("conv", "data * weight", "layout", "why not blocked"),
               [(d.name, d.shape, d.layout, d.reason) for d in report.layouts])
     if model.is_static:
@@ -56,3 +57,10 @@ def run(args) -> int:
         dims = ", ".join(f"{n}[{a}]={d}" for n, a, d in model.dynamic_dims())
         print(f"\ndynamic dims: {dims}; fix them with --input-shape to tune")
     return 0
+
+
+def _tiles(report) -> str:
+    """How many of the Winograd convs use 4x4 and 2x2 output tiles, when there are any."""
+    if not report.winograd:
+        return ""
+    return f" ({report.winograd_4x4} in 4x4 output tiles, {report.winograd - report.winograd_4x4} in 2x2)"

@@ -37,7 +37,8 @@ class ModelReport:
     tasks: list[Task]
     layouts: list[LayoutDecision]  # per conv2d: blocked or not, and why not
     reorders: int  # layout_transform kernels left in the graph (entry, exit, ops without a layout rule)
-    winograd: int = 0  # convs computed as Winograd F(2x2, 3x3) (compiler/winograd.py): their batched GEMMs
+    winograd: int = 0  # convs computed as Winograd (compiler/winograd.py): their batched GEMMs
+    winograd_4x4: int = 0  # of those, the ones in 4x4 output tiles, F(4x4, 3x3) (the rest: F(2x2, 3x3))
 
     @property
     def total_flops(self) -> float:
@@ -80,4 +81,14 @@ def describe(model: Model, target: tvm.target.Target, options: GraphOptions | No
     layouts = layout_decisions(model.mod, block)
     reorders = sum(count for name, count in calls.items() if "layout_transform" in name)
     winograd = sum(count for name, count in calls.items() if "winograd_gemm" in name)
-    return ModelReport(op_counts(model.mod), kernels, tasks, layouts, reorders, winograd)
+    return ModelReport(op_counts(model.mod), kernels, tasks, layouts, reorders, winograd, _winograd_4x4(fused, calls))
+
+
+def _winograd_4x4(fused: tvm.IRModule, calls: Counter[str]) -> int:
+    """Winograd convs in 4x4 tiles: their batched GEMMs have 36 transform points (2x2 tiles: 16)."""
+    count = 0
+    for gv, func in fused.functions.items():
+        if isinstance(func, PrimFunc) and "winograd_gemm" in gv.name_hint:
+            if int(func.params[0].shape[0]) == 36:  # 0.27: a PrimFunc's params are its buffers
+                count += calls.get(gv.name_hint, 0)
+    return count

@@ -126,7 +126,7 @@ def _has_conv2d(mod: tvm.IRModule) -> bool:
 def legalize_blocked_conv2d(bb: relax.BlockBuilder, call: relax.Call, templates: bool = True,
                             winograd: bool = True) -> relax.Expr:
     """LegalizeOps for conv2d: blocked layouts get TOPI's conv2d_NCHWc, our depthwise compute, or
-    (3x3 stride 1, where it pays, `winograd`) Winograd F(2x2, 3x3) (compiler/winograd.py).
+    (3x3 stride 1, where it pays, `winograd`) Winograd F(4x4, 3x3) or F(2x2, 3x3) (compiler/winograd.py).
 
     Workaround: Relax's default conv2d legalization leaves 5-D layouts unlegalized, and TOPI's
     grouped conv2d_NCHWc divides by oc_chunk // groups (zero for depthwise convs), while
@@ -140,13 +140,14 @@ def legalize_blocked_conv2d(bb: relax.BlockBuilder, call: relax.Call, templates:
     out_dtype = str(attrs.out_dtype) if str(attrs.out_dtype) not in ("", "void", "None") else str(call.ty.dtype)
     data, weight = call.args
     args = (data, weight, attrs.strides, attrs.padding, attrs.dilation, out_dtype, templates)
-    if winograd and templates and out_dtype == "float32" and _winograd_eligible(bb, call):
+    tile = _winograd_tile(bb, call) if winograd and templates and out_dtype == "float32" else 0
+    if tile:
         from . import winograd as wino
 
-        u = bb.emit_te(wino.transform_weight, weight, primfunc_name_hint="winograd_weight")  # folded at compile time
+        u = bb.emit_te(wino.transform_weight, weight, tile, primfunc_name_hint="winograd_weight")  # folded at compile time
         # Opaque to FuseOps: fused with the previous layer's output transform (both injective), the
         # generic rules recomputed that transform per input tile (734 us against ~100 alone, ResNet-18).
-        v = bb.emit_te(wino.transform_input, data, attrs.padding, primfunc_name_hint="winograd_input",
+        v = bb.emit_te(wino.transform_input, data, attrs.padding, tile, primfunc_name_hint="winograd_input",
                        primfunc_attrs={"op_pattern": OPAQUE})
         m = bb.emit_te(wino.batched_gemm, v, u, primfunc_name_hint="winograd_gemm")
         return bb.call_te(wino.transform_output, m, [int(d) for d in call.ty.shape],
@@ -181,19 +182,20 @@ def _padded(data: te.Tensor, padding) -> te.Tensor:
 OPAQUE = 8  # relax's OpPatternKind kOpaque: FuseOps leaves the kernel alone (AnnotateTIROpPattern keeps a set one)
 
 
-def _winograd_eligible(bb: relax.BlockBuilder, call: relax.Call) -> bool:
-    from .winograd import eligible
+def _winograd_tile(bb: relax.BlockBuilder, call: relax.Call) -> int:
+    """The Winograd output tile (compiler/winograd.py: tile_size) for a blocked conv, 0 for a direct one."""
+    from .winograd import tile_size
 
     data, weight = call.args
     attrs = call.attrs
     shapes = [data.ty.shape, weight.ty.shape]
     if any(s is None or not all(isinstance(d, tvm.tirx.IntImm) for d in s.values) for s in shapes):
-        return False  # symbolic dims: the direct conv
+        return 0  # symbolic dims: the direct conv
     if not _constant(bb, weight):
-        return False  # the transformed weight must be a constant, computed once at compile time
+        return 0  # the transformed weight must be a constant, computed once at compile time
     dtypes = {str(data.ty.dtype), str(weight.ty.dtype)}
-    return eligible(shapes[0].values, shapes[1].values, attrs.strides, attrs.padding, attrs.dilation,
-                    int(attrs.groups), dtypes.pop() if len(dtypes) == 1 else "mixed")
+    return tile_size(shapes[0].values, shapes[1].values, attrs.strides, attrs.padding, attrs.dilation,
+                     int(attrs.groups), dtypes.pop() if len(dtypes) == 1 else "mixed")
 
 
 def _constant(bb: relax.BlockBuilder, expr: relax.Expr, depth: int = 4) -> bool:
