@@ -40,7 +40,8 @@ VARIANTS = {
     "+layout": replace(PLAIN, blocked_layout=True),
     "+templates": replace(PLAIN, blocked_layout=True, templates=True),
     "+prepack": replace(PLAIN, blocked_layout=True, templates=True, prepack_weights=True),
-    "+compiled VM": GraphOptions(winograd=False),
+    "+compiled VM": GraphOptions(winograd=False, depthwise_pointwise=False),
+    "+winograd": GraphOptions(depthwise_pointwise=False),
     "all": GraphOptions(),
 }
 

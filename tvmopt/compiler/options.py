@@ -18,7 +18,8 @@ class GraphOptions:
     templates: bool = True  # tvmopt's schedule templates for conv / depthwise / GEMM (tuning/templates.py)
     prepack_weights: bool = True  # weights re-laid-out for the tuned kernels, once at compile time
     compiled_vm: bool = True  # the Relax VM's control flow compiled to native code (CPU targets)
-    winograd: bool = True  # 3x3 stride-1 convs as Winograd F(2x2, 3x3) where it pays (compiler/winograd.py)
+    winograd: bool = True  # 3x3 stride-1 convs as Winograd F(4x4 or 2x2, 3x3) where it pays (compiler/winograd.py)
+    depthwise_pointwise: bool = True  # a depthwise conv fused into the 1x1 conv after it (compiler/dwpw.py)
     block: int | None = None  # channel block of the blocked layout; None: the target's vector width
 
     def to_json(self) -> dict:
@@ -34,4 +35,4 @@ class GraphOptions:
     def none() -> "GraphOptions":
         """Plain TVM: NCHW, generic MetaSchedule rules, no prepacking, bytecode VM."""
         return GraphOptions(blocked_layout=False, templates=False, prepack_weights=False, compiled_vm=False,
-                            winograd=False)
+                            winograd=False, depthwise_pointwise=False)

@@ -49,6 +49,10 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
         # layer's kernels as immediates: one tuning task per layer), hence pass_scalars_as_data.
         layout = [transform.FoldConstant(), _pass_scalars_as_data, clip_to_min_max(), to_blocked_layout(block),
                   transform.Normalize(), drop_reorders()]
+    if layout and options.templates and options.depthwise_pointwise:
+        from .dwpw import fuse_depthwise_pointwise
+
+        layout.append(fuse_depthwise_pointwise())
     templates = [mark_gemms(block)] if block and options.templates else []
     dag_epilogues = [mark_dag_epilogues()] if block and options.templates else []
     # Constant weights may be re-laid-out by MetaSchedule's RewriteLayout for the tiling it picks;

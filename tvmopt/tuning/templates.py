@@ -31,6 +31,7 @@ DENSE = "tvmopt_dense"
 GEMV = "tvmopt_gemv"
 WINOGRAD_INPUT = "tvmopt_winograd_input"
 WINOGRAD_OUTPUT = "tvmopt_winograd_output"
+DEPTHWISE_POINTWISE = "tvmopt_depthwise_pointwise"
 ANNOTATION = "schedule_rule"
 
 # Register tile limits (accumulator vectors = product of the inner tiles). 16 vector registers
@@ -350,6 +351,87 @@ def winograd_output(sch: Schedule, transform) -> list[Schedule]:
     return [sch]
 
 
+def depthwise_pointwise(sch: Schedule, conv) -> list[Schedule]:
+    """A 1x1 conv over a depthwise conv's output (compiler/dwpw.py), loops n, oc_chunk, oh, ow,
+    oc_block | ic: parallel over output rows; per row, the depthwise row it reads is computed first
+    (all channels, vectorized over the channel block, its bias and clip applied), then the 1x1
+    conv's register tiles (oc_chunk x ow accumulators, as conv2d_nchwc) reduce over it.
+    One design space per register tile."""
+    loops = sch.get_loops(conv)
+    if len(loops) != 6:
+        return _fallback(sch, conv)
+    extents = [_extent(sch, loop) for loop in loops]
+    ic_block = _ic_block(sch, conv)
+    if any(e is None for e in extents) or ic_block is None:
+        return _fallback(sch, conv)
+    oc_chunks, out_width, lanes = extents[1], extents[3], extents[4]
+    spaces = []
+    for channels, columns, columns_outer in register_tiles(oc_chunks, out_width, vector_registers(lanes)):
+        space = sch.copy()
+        _depthwise_pointwise_tile(space, conv, ic_block, channels, columns, columns_outer)
+        spaces.append(space)
+    return spaces
+
+
+def _depthwise_pointwise_tile(sch: Schedule, conv, ic_block: int, channels: int, columns: int,
+                              columns_outer: bool) -> None:
+    n, occ, oh, ow, ocb, ic = sch.get_loops(conv)
+    # The depthwise chain: [pad ->] depthwise -> [bias ->] [max ->] [min ->] this conv.
+    chain = []
+    block = conv
+    while producers := [p for p in sch.get_producers(block) if not sch.get(p).name_hint.endswith("pad")]:
+        block = producers[0]
+        chain.append(block)
+    depthwise, elementwise = chain[-1], chain[:-1]  # elementwise: nearest first
+    for stage in elementwise[1:]:
+        sch.compute_inline(stage)  # bias and max into the last (min): one pass over the row
+    ragged = _extent(sch, ow) % columns != 0
+    occ_o, occ_i = sch.split(occ, [None, channels])
+    ow_o, ow_i = sch.split(ow, [None, columns])
+    ic_o, ic_i = sch.split(ic, [None, ic_block])
+    tile = (ow_i, occ_i) if columns_outer else (occ_i, ow_i)
+    sch.reorder(n, oh, occ_o, ow_o, ic_o, ic_i, *tile, ocb)
+    if ragged:  # as in _conv_tile: the narrower last tile gets its own copy of the body
+        sch.annotate(ow_o, "pragma_loop_partition_hint", 1)
+    row = sch.fuse(n, oh)
+    sch.parallel(row)  # before the producers move under it (parallel checks the blocks under the loop)
+    if elementwise:
+        sch.compute_at(elementwise[0], row, preserve_unit_loops=True)
+    sch.compute_at(depthwise, row, preserve_unit_loops=True)
+    # The depthwise row: a register tile of up to MAX_COLUMNS columns x the channel block, over the
+    # kernel window, then its bias and clip from the registers into the row buffer.
+    *_, d_ow, d_cb, d_kh, d_kw = sch.get_loops(depthwise)
+    d_ow_o, d_ow_i = sch.split(d_ow, [None, _columns(_extent(sch, d_ow))])
+    sch.reorder(d_ow_o, d_kh, d_kw, d_ow_i, d_cb)
+    sch.unroll(d_kw)
+    sch.unroll(d_ow_i)
+    sch.vectorize(d_cb)
+    sch.annotate(depthwise, ANNOTATION, "None")
+    if elementwise:
+        sch.reverse_compute_at(elementwise[0], d_ow_o, preserve_unit_loops=True)
+        sch.set_scope(depthwise, 0, "local")
+        sch.vectorize(sch.get_loops(elementwise[0])[-1])
+        sch.annotate(elementwise[0], ANNOTATION, "None")
+    sch.decompose_reduction(depthwise, d_kh)
+    _pad_under(sch, depthwise, row)
+    sch.vectorize(ocb)
+    for loop in tile:
+        sch.unroll(loop)
+    out = _epilogue(sch, conv)
+    if out is not None:
+        sch.reverse_compute_at(out, ow_o, preserve_unit_loops=True)
+        sch.set_scope(conv, 0, "local")
+        sch.vectorize(sch.get_loops(out)[-1])
+        sch.annotate(out, ANNOTATION, "None")
+    sch.decompose_reduction(conv, ic_o)
+    sch.annotate(sch.get_sblock("root"), ANNOTATION, "None")
+
+
+def _columns(width: int) -> int:
+    """The largest divisor of `width` up to MAX_COLUMNS (a row's register tile without a remainder)."""
+    return max(c for c in range(1, min(width, MAX_COLUMNS) + 1) if width % c == 0)
+
+
 def _weight_is_layout_free(sch: Schedule, gemm) -> bool:
     """B (the second operand read) is one of the function's layout-free (constant) buffers."""
     func = sch.mod["main"]
@@ -372,6 +454,7 @@ TEMPLATES: dict[str, Callable[[Schedule, object], list[Schedule]]] = {
     GEMV: gemv,
     WINOGRAD_INPUT: winograd_input,
     WINOGRAD_OUTPUT: winograd_output,
+    DEPTHWISE_POINTWISE: depthwise_pointwise,
 }
 
 
