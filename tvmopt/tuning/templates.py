@@ -386,14 +386,17 @@ def _depthwise_pointwise_tile(sch: Schedule, conv, ic_block: int, channels: int,
     for stage in elementwise[1:]:
         sch.compute_inline(stage)  # bias and max into the last (min): one pass over the row
     ragged = _extent(sch, ow) % columns != 0
+    # A few output rows per parallel iteration: the padded input rows the depthwise window reads
+    # (rows + 2) are copied once for all of them, not three times for one.
+    oh_o, oh_i = sch.split(oh, sch.sample_perfect_tile(oh, n=2, max_innermost_factor=4))
     occ_o, occ_i = sch.split(occ, [None, channels])
     ow_o, ow_i = sch.split(ow, [None, columns])
     ic_o, ic_i = sch.split(ic, [None, ic_block])
     tile = (ow_i, occ_i) if columns_outer else (occ_i, ow_i)
-    sch.reorder(n, oh, occ_o, ow_o, ic_o, ic_i, *tile, ocb)
+    sch.reorder(n, oh_o, oh_i, occ_o, ow_o, ic_o, ic_i, *tile, ocb)
     if ragged:  # as in _conv_tile: the narrower last tile gets its own copy of the body
         sch.annotate(ow_o, "pragma_loop_partition_hint", 1)
-    row = sch.fuse(n, oh)
+    row = sch.fuse(n, oh_o)
     sch.parallel(row)  # before the producers move under it (parallel checks the blocks under the loop)
     if elementwise:
         sch.compute_at(elementwise[0], row, preserve_unit_loops=True)
