@@ -88,21 +88,13 @@ def fuse_depthwise_pointwise() -> tvm.transform.Pass:
 
 
 def _use_counts(func: relax.Function) -> dict:
+    """Var -> how many bindings (and the function's result) read it."""
     counts: dict = {}
-
-    def visit(expr) -> None:
-        if isinstance(expr, relax.Call):
-            for arg in expr.args:
-                if isinstance(arg, relax.Var):
-                    counts[arg] = counts.get(arg, 0) + 1
-        elif isinstance(expr, relax.Tuple):
-            for field in expr.fields:
-                if isinstance(field, relax.Var):
-                    counts[field] = counts.get(field, 0) + 1
-
-    relax.analysis.post_order_visit(func, visit)
-    if isinstance(func.body, relax.SeqExpr) and isinstance(func.body.body, relax.Var):
-        counts[func.body.body] = counts.get(func.body.body, 0) + 1
+    body = func.body
+    values = [b.value for block in body.blocks for b in block.bindings] + [body.body]
+    for value in values:
+        for var in relax.analysis.free_vars(value):
+            counts[var] = counts.get(var, 0) + 1
     return counts
 
 
@@ -157,8 +149,9 @@ def _match(call: relax.Call, values: dict, uses: dict):
         return None
     data_shape = dw.args[0].ty.shape
     channels = int(data_shape.values[1]) * int(data_shape.values[4]) if data_shape is not None else -1
-    if int(dw.attrs.groups) != channels or channels < 2 or str(dw.ty.dtype) != "float32":
-        return None
+    out_channels = int(dw.ty.shape.values[1]) * int(dw.ty.shape.values[4])
+    if int(dw.attrs.groups) != channels or out_channels != channels or channels < 2 or str(dw.ty.dtype) != "float32":
+        return None  # a depthwise conv with one filter per channel only (no channel multiplier)
     if int(call.ty.shape.values[0]) * int(call.ty.shape.values[2]) < MIN_ROWS:
         return None
     return dw.args[0], dw.args[1], b_dw, dw.attrs, (lo, hi), call.args[1]
