@@ -17,6 +17,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax, te, topi
 
+from .reorders import _is_op
+
 # Output rows the fused kernel needs: its parallel loop runs over rows (the depthwise row is
 # shared by all output channels), and 7 rows on 2 threads leave one idle for 1/7 of the time.
 MIN_ROWS = 14
@@ -98,16 +100,12 @@ def _use_counts(func: relax.Function) -> dict:
     return counts
 
 
-def _op(expr, name: str) -> bool:
-    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
-
-
 def _blocked(conv: relax.Call) -> bool:
     """A conv in NCHW{b}c with static shapes (5-D data, 6-D kernel)."""
+    from .layout import static_shapes
+
     shapes = [conv.args[0].ty.shape, conv.args[1].ty.shape, conv.ty.shape]
-    if any(s is None or not all(isinstance(d, tvm.tirx.IntImm) for d in s.values) for s in shapes):
-        return False
-    return len(shapes[0].values) == 5 and len(shapes[1].values) == 6
+    return static_shapes(shapes) and len(shapes[0].values) == 5 and len(shapes[1].values) == 6
 
 
 def _scalar(expr) -> float | None:
@@ -119,7 +117,7 @@ def _scalar(expr) -> float | None:
 def _match(call: relax.Call, values: dict, uses: dict):
     """(x, w_dw, b_dw | None, dw attrs, (lo, hi), w_pw) when `call` is a 1x1 conv over a depthwise
     conv's (+ bias, clip) output that nothing else reads; None otherwise."""
-    if not _op(call, "relax.nn.conv2d") or not _blocked(call):
+    if not _is_op(call, "relax.nn.conv2d") or not _blocked(call):
         return None
     pw = call.attrs
     if int(pw.groups) != 1 or [int(s) for s in pw.strides] != [1, 1] or any(int(p) for p in pw.padding):
@@ -133,7 +131,7 @@ def _match(call: relax.Call, values: dict, uses: dict):
         if not isinstance(var, relax.Var) or uses.get(var, 0) != 1 or var not in values:
             return None
         value = values[var]
-        return value if _op(value, op_name) else None
+        return value if _is_op(value, op_name) else None
 
     if (m := producer(node, "relax.minimum")) is not None and _scalar(m.args[1]) is not None:
         hi, node = _scalar(m.args[1]), m.args[0]

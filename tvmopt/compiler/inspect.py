@@ -89,6 +89,6 @@ def _winograd_4x4(fused: tvm.IRModule, calls: Counter[str]) -> int:
     count = 0
     for gv, func in fused.functions.items():
         if isinstance(func, PrimFunc) and "winograd_gemm" in gv.name_hint:
-            if int(func.params[0].shape[0]) == 36:  # 0.27: a PrimFunc's params are its buffers
+            if int(func.params[0].shape[0]) == (4 + 2) ** 2:  # 0.27: a PrimFunc's params are its buffers
                 count += calls.get(gv.name_hint, 0)
     return count

@@ -189,13 +189,18 @@ def _winograd_tile(bb: relax.BlockBuilder, call: relax.Call) -> int:
     data, weight = call.args
     attrs = call.attrs
     shapes = [data.ty.shape, weight.ty.shape]
-    if any(s is None or not all(isinstance(d, tvm.tirx.IntImm) for d in s.values) for s in shapes):
+    if not static_shapes(shapes):
         return 0  # symbolic dims: the direct conv
     if not _constant(bb, weight):
         return 0  # the transformed weight must be a constant, computed once at compile time
     dtypes = {str(data.ty.dtype), str(weight.ty.dtype)}
     return tile_size(shapes[0].values, shapes[1].values, attrs.strides, attrs.padding, attrs.dilation,
                      int(attrs.groups), dtypes.pop() if len(dtypes) == 1 else "mixed")
+
+
+def static_shapes(shapes) -> bool:
+    """Every shape known and made of constants (no symbolic dims)."""
+    return all(s is not None and all(isinstance(d, tvm.tirx.IntImm) for d in s.values) for s in shapes)
 
 
 def _constant(bb: relax.BlockBuilder, expr: relax.Expr, depth: int = 4) -> bool:

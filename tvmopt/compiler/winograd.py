@@ -181,10 +181,10 @@ def batched_gemm(v: te.Tensor, u: te.Tensor) -> te.Tensor:
     )
 
 
-def transform_output(m_: te.Tensor, out_shape) -> te.Tensor:
+def transform_output(products: te.Tensor, out_shape) -> te.Tensor:
     """Y[n, k/o, y, x, o] = (A^T M A)[y % m, x % m] of the tile holding (y, x)."""
     n, oc_chunk, out_h, out_w, oc_bn = (int(d) for d in out_shape)
-    m = _tile_of(int(m_.shape[0]))
+    m = _tile_of(int(products.shape[0]))
     alpha = m + 2
     at = MATRICES[m]["AT"]
     tiles_h, tiles_w = _tile_grid(out_h, out_w, m)
@@ -194,7 +194,7 @@ def transform_output(m_: te.Tensor, out_shape) -> te.Tensor:
         k = kc * oc_bn + kb
 
         def out(i, j):  # sum_eps A^T[i, eps] (sum_nu M[eps, nu] A^T[j, nu])
-            return _combine(at[i], lambda eps: _combine(at[j], lambda nu: m_[eps * alpha + nu, p, k]))
+            return _combine(at[i], lambda eps: _combine(at[j], lambda nu: products[eps * alpha + nu, p, k]))
 
         return _select(y % m, [_select(x % m, [out(i, j) for j in range(m)]) for i in range(m)])
 

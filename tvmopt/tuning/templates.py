@@ -228,18 +228,7 @@ def _finish(sch: Schedule, block, outer, tile, reduction, unrolled, vector, pad_
 
     """
     sch.parallel(outer)
-    sch.vectorize(vector)
-    for loop in unrolled:
-        sch.unroll(loop)
-    out = _epilogue(sch, block)
-    if out is not None:
-        # preserve_unit_loops: the epilogue gets the same number of loops whatever the sampled tile
-        # sizes, so the trace replays (an instruction whose output count varies cannot).
-        sch.reverse_compute_at(out, tile, preserve_unit_loops=True)
-        sch.set_scope(block, 0, "local")
-        sch.vectorize(sch.get_loops(out)[-1])
-        sch.annotate(out, ANNOTATION, "None")
-    sch.decompose_reduction(block, reduction)
+    _register_tile(sch, block, tile, reduction, unrolled, vector)
     if pad_at is None:
         _schedule_pad(sch, block)
     else:
@@ -247,6 +236,29 @@ def _finish(sch: Schedule, block, outer, tile, reduction, unrolled, vector, pad_
     # The whole function is scheduled: keep MetaSchedule's ParallelizeVectorizeUnroll off the root
     # block (its postproc would try to parallelize loops this schedule already parallelized).
     sch.annotate(sch.get_sblock("root"), ANNOTATION, "None")
+
+
+def _register_tile(sch: Schedule, block, tile, reduction, unrolled, vector) -> None:
+    """The register tile: vectorized and unrolled, the epilogue computed per `tile` from the
+    (local) accumulators, the reduction's init split off."""
+    sch.vectorize(vector)
+    for loop in unrolled:
+        sch.unroll(loop)
+    out = _epilogue(sch, block)
+    if out is not None:
+        _from_registers(sch, block, out, tile)
+    sch.decompose_reduction(block, reduction)
+
+
+def _from_registers(sch: Schedule, block, out, tile) -> None:
+    """`out`, the element-wise block after `block`, computed per `tile` from `block`'s accumulators,
+    which become local (registers)."""
+    # preserve_unit_loops: the epilogue gets the same number of loops whatever the sampled tile
+    # sizes, so the trace replays (an instruction whose output count varies cannot).
+    sch.reverse_compute_at(out, tile, preserve_unit_loops=True)
+    sch.set_scope(block, 0, "local")
+    sch.vectorize(sch.get_loops(out)[-1])
+    sch.annotate(out, ANNOTATION, "None")
 
 
 def dense(sch: Schedule, gemm) -> list[Schedule]:
@@ -411,22 +423,10 @@ def _depthwise_pointwise_tile(sch: Schedule, conv, ic_block: int, channels: int,
     sch.vectorize(d_cb)
     sch.annotate(depthwise, ANNOTATION, "None")
     if elementwise:
-        sch.reverse_compute_at(elementwise[0], d_ow_o, preserve_unit_loops=True)
-        sch.set_scope(depthwise, 0, "local")
-        sch.vectorize(sch.get_loops(elementwise[0])[-1])
-        sch.annotate(elementwise[0], ANNOTATION, "None")
+        _from_registers(sch, depthwise, elementwise[0], d_ow_o)
     sch.decompose_reduction(depthwise, d_kh)
     _pad_under(sch, depthwise, row)
-    sch.vectorize(ocb)
-    for loop in tile:
-        sch.unroll(loop)
-    out = _epilogue(sch, conv)
-    if out is not None:
-        sch.reverse_compute_at(out, ow_o, preserve_unit_loops=True)
-        sch.set_scope(conv, 0, "local")
-        sch.vectorize(sch.get_loops(out)[-1])
-        sch.annotate(out, ANNOTATION, "None")
-    sch.decompose_reduction(conv, ic_o)
+    _register_tile(sch, conv, ow_o, ic_o, tile, ocb)
     sch.annotate(sch.get_sblock("root"), ANNOTATION, "None")
 
 
