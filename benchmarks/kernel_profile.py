@@ -39,7 +39,9 @@ def op_class(name: str) -> str:
     name = name.lower()
     if any(op in name for op in INT8_OPS):
         return "int8 gemm"
-    if "conv" in name or "winograd" in name:  # a Winograd conv's transforms and GEMMs are its conv
+    # A Winograd conv's transforms and GEMMs are its conv; so is a depthwise conv fused into its 1x1
+    # conv (compiler/dwpw.py: fused_depthwise_pointwise*), whose kernel names no "conv".
+    if "conv" in name or "winograd" in name or "depthwise" in name:
         return "conv"
     if "matmul" in name or "gemm" in name or "dense" in name:
         return "matmul/gemm"

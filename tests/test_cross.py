@@ -242,6 +242,41 @@ def test_tune_arm_through_emulated_rpc_server(rpc_tracker, cnn_model, x86_refere
     np.testing.assert_allclose(run_emulated(artifact, [X])[0], x86_reference, atol=1e-4, rtol=1e-4)
 
 
+def test_arm_templates_tuned_through_emulated_rpc_server(rpc_tracker, tmp_path):
+    """The templates on NEON's 4-float block, after real trials on the emulated aarch64 server: a
+    3x3 conv as Winograd (input transform, GEMMs, output transform) and a depthwise conv fused
+    into the 1x1 conv after it, compared with ONNX Runtime."""
+    port, keys = rpc_tracker
+    if "aarch64" not in keys:
+        pytest.skip("binfmt_misc is not available, so no emulated aarch64 RPC server")
+    import torch
+    from conftest import ort_run
+    from models import export_onnx
+    from torch import nn
+    from tvmopt.compiler.inspect import describe
+    from tvmopt.runtime.emulation import run_emulated
+    from tvmopt.runtime.remote import RpcDevice
+    from tvmopt.targets import get_target
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 32, 1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU6(), nn.Conv2d(32, 16, 1)).eval()
+    x = torch.randn(1, 64, 16, 16)
+    path = export_onnx(net, (x,), tmp_path / "block.onnx", ["x"], ["y"])
+    model = tvmopt.import_model(path)
+    report = describe(model, get_target("arm-neoverse-n1").tvm_target())
+    assert report.winograd == 1 and any("depthwise_pointwise" in k.name for k in report.kernels)
+    log = tvmopt.tune(model, "arm-neoverse-n1", budget=make_budget("smoke", trials_per_task=2),
+                      log_root=tmp_path / "logs", rpc=RpcDevice("127.0.0.1", port, "aarch64"), progress=False)
+    assert not log.untuned_tasks
+    artifact = tvmopt.compile(model, "arm-neoverse-n1", tmp_path / "arm", log_root=tmp_path / "logs")
+    applied = " ".join(r.task for r in artifact.manifest.tuning.records_applied)
+    assert "winograd_gemm" in applied and "winograd_input" in applied and "depthwise_pointwise" in applied, applied
+    np.testing.assert_allclose(run_emulated(artifact, [x.numpy()])[0], ort_run(path, {"x": x.numpy()})[0],
+                               atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--rpc-tracker", "nohost"], "expected HOST:PORT"),
     (["--rpc-tracker", "127.0.0.1:9"], "needs --rpc-key"),
