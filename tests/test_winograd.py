@@ -106,6 +106,27 @@ def test_winograd_can_be_switched_off(block_onnx):
     assert describe(model, target, GraphOptions(winograd=False)).winograd == 0
 
 
+@pytest.mark.parametrize("rows, rows_first", [(56, True), (16, False)])
+def test_batched_gemms_with_many_tiles_split_the_tiles_between_threads(rows, rows_first):
+    """A GEMM with many rows (tiles) is parallel over its rows first, so each thread reads the
+    tiles its input transform wrote; with few rows over the points (each thread then reads half
+    of the transformed weights, the larger operand there)."""
+    from tvm import te
+    from tvm.s_tir import Schedule
+    from tvmopt.compiler.winograd import batched_gemm
+    from tvmopt.tuning.templates import dense
+
+    v, u = te.placeholder((36, rows, 64), name="v"), te.placeholder((36, 64, 64), name="u")
+    sch = Schedule(te.create_prim_func([v, u, batched_gemm(v, u)]))
+    gemm = sch.get_sblock("winograd_gemm")
+    sch.annotate(gemm, "tvmopt.lanes", 16)
+    dense(sch, gemm)
+    outer = sch.get(sch.get_loops(gemm)[0])
+    assert int(outer.kind) == 1  # ForKind.PARALLEL
+    # sch.fuse names the fused loop after its parts, outermost first: p (rows) or e (points)
+    assert outer.loop_var.name.startswith("p_") == rows_first, outer.loop_var.name
+
+
 def test_tuned_winograd_kernels_match_onnxruntime(block_onnx, tmp_path):
     """The batched GEMMs go through the dense template (prepacked transformed weights), the
     input transforms through their template, the output transforms through MetaSchedule's generic

@@ -30,6 +30,9 @@ MIN_TILES = 16
 ROW_MULTIPLE = 8  # the GEMMs' rows are padded to a multiple of this (gemm_rows)
 # Input x output channels below which the transforms' memory traffic outweighs the saving.
 MIN_CHANNEL_PRODUCT = 64 * 64
+# GEMM rows (tiles) from which the batched GEMMs split the tiles between threads, not the points:
+# each thread then reads the transformed weights whole (0.6 MB at 56x56, 2.4 at 28x28).
+OWNED_ROWS = 32
 
 # The transforms (Lavin & Gray, interpolation points 0, +-1, +-2, infinity), per output tile size m:
 # Y = A^T [(G g G^T) * (B^T d B)] A.
@@ -174,10 +177,17 @@ def batched_gemm(v: te.Tensor, u: te.Tensor) -> te.Tensor:
     """M[e, tile, k] = sum_c V[e, tile, c] U[e, c, k]: one GEMM per transform point, marked for the dense template
     by compiler/annotate.py like any GEMM with a constant right operand."""
     channels = te.reduce_axis((0, int(v.shape[2])), name="c")
+    rows = int(v.shape[1])
+    # Many rows: each thread takes its share of the tiles for every point (tuning/templates.py:
+    # dense, ROWS_OUTER), the tiles the same thread's input transform wrote and whose outputs its
+    # output transform reads.
+    from ..tuning.templates import ROWS_OUTER
+
+    attrs = {ROWS_OUTER: 1} if rows >= OWNED_ROWS else {}
     return te.compute(
-        (int(v.shape[0]), int(v.shape[1]), int(u.shape[2])),
+        (int(v.shape[0]), rows, int(u.shape[2])),
         lambda e, p, k: te.sum(v[e, p, channels] * u[e, channels, k], axis=channels),
-        name="winograd_gemm",
+        name="winograd_gemm", attrs=attrs,
     )
 
 

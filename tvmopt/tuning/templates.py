@@ -33,6 +33,7 @@ WINOGRAD_INPUT = "tvmopt_winograd_input"
 WINOGRAD_OUTPUT = "tvmopt_winograd_output"
 DEPTHWISE_POINTWISE = "tvmopt_depthwise_pointwise"
 ANNOTATION = "schedule_rule"
+ROWS_OUTER = "tvmopt.rows_outer"  # dense: parallel over the rows first (compiler/winograd.py)
 
 # Register tile limits (accumulator vectors = product of the inner tiles). 16 vector registers
 # on AVX2 hold up to ~12 accumulators plus operands; AVX-512 and NEON have 32.
@@ -275,7 +276,12 @@ def dense(sch: Schedule, gemm) -> list[Schedule]:
     n_oo, n_i = sch.split(n_o, sch.sample_perfect_tile(n_o, n=2, max_innermost_factor=MAX_CHANNEL_VECTORS))
     m_o, m_i = sch.split(m, sch.sample_perfect_tile(m, n=2, max_innermost_factor=MAX_COLUMNS))
     sch.reorder(*batch, n_oo, m_o, k, m_i, n_i, n_v)
-    outer = sch.fuse(*batch, n_oo, m_o)
+    if int(sch.get(gemm).annotations.get(ROWS_OUTER, 0)):
+        # The threads split the rows, not the batch (compiler/winograd.py: batched_gemm).
+        sch.reorder(m_o, *batch, n_oo)
+        outer = sch.fuse(m_o, *batch, n_oo)
+    else:
+        outer = sch.fuse(*batch, n_oo, m_o)
     _finish(sch, gemm, outer=outer, tile=outer, reduction=k, unrolled=(m_i, n_i), vector=n_v)
     return [sch]
 
@@ -354,8 +360,9 @@ def winograd_output(sch: Schedule, transform) -> list[Schedule]:
     n, chunk, y, x, lane = sch.get_loops(out if out is not None else transform)
     y_tile, y_in = sch.split(y, [None, tile])
     x_tile, x_in = sch.split(x, [None, tile])
-    sch.reorder(n, chunk, y_tile, x_tile, y_in, x_in, lane)
-    sch.parallel(sch.fuse(n, chunk, y_tile))
+    # Tile rows outermost: a thread reads the GEMM rows (tiles) its share of the GEMM wrote.
+    sch.reorder(n, y_tile, chunk, x_tile, y_in, x_in, lane)
+    sch.parallel(sch.fuse(n, y_tile, chunk))
     sch.unroll(y_in)
     sch.unroll(x_in)
     sch.vectorize(lane)
