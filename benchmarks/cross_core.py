@@ -13,6 +13,7 @@ with the system's cc), because Python's GIL would time itself.
 from __future__ import annotations
 
 import argparse
+import atexit
 import shutil
 import subprocess
 import sys
@@ -65,10 +66,12 @@ int main(int argc, char **argv) {
 
 @lru_cache(maxsize=1)
 def _binary() -> Path:
+    """The ping-pong, compiled once per process into a temporary folder removed at exit."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         sys.exit("cross_core.py needs a C compiler (cc, gcc or clang) on PATH")
     folder = Path(tempfile.mkdtemp(prefix="tvmopt-cross-core-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / "pingpong.c").write_text(SOURCE)
     subprocess.run([compiler, "-O2", "-pthread", "-o", str(folder / "pingpong"), str(folder / "pingpong.c")],
                    check=True)

@@ -275,13 +275,12 @@ def dense(sch: Schedule, gemm) -> list[Schedule]:
     n_o, n_v = sch.split(n, [None, lanes])
     n_oo, n_i = sch.split(n_o, sch.sample_perfect_tile(n_o, n=2, max_innermost_factor=MAX_CHANNEL_VECTORS))
     m_o, m_i = sch.split(m, sch.sample_perfect_tile(m, n=2, max_innermost_factor=MAX_COLUMNS))
-    sch.reorder(*batch, n_oo, m_o, k, m_i, n_i, n_v)
-    if int(sch.get(gemm).annotations.get(ROWS_OUTER, 0)):
-        # The threads split the rows, not the batch (compiler/winograd.py: batched_gemm).
-        sch.reorder(m_o, *batch, n_oo)
-        outer = sch.fuse(m_o, *batch, n_oo)
-    else:
-        outer = sch.fuse(*batch, n_oo, m_o)
+    # The threads split the column panels (and the batch) first, or, for a GEMM marked ROWS_OUTER
+    # (compiler/winograd.py: batched_gemm), the rows.
+    rows_outer = int(sch.get(gemm).annotations.get(ROWS_OUTER, 0))
+    parallel = (m_o, *batch, n_oo) if rows_outer else (*batch, n_oo, m_o)
+    sch.reorder(*parallel, k, m_i, n_i, n_v)
+    outer = sch.fuse(*parallel)
     _finish(sch, gemm, outer=outer, tile=outer, reduction=k, unrolled=(m_i, n_i), vector=n_v)
     return [sch]
 
