@@ -29,9 +29,9 @@ def test_register_tiles_fit_the_register_file(oc_chunks, width, registers):
         assert (4, 3) not in {(c, w) for c, w, _ in tiles}  # 12 accumulators + 4 weights spill on AVX2
 
 
-def _conv_relu(width: int) -> tvm.tirx.PrimFunc:
-    """A blocked 3x3 conv (16 -> 32 channels, block 8, 5 x `width` output) with a ReLU epilogue."""
-    data = te.placeholder((1, 2, 5, width, 8), name="data")
+def _conv_relu(width: int, height: int = 5) -> tvm.tirx.PrimFunc:
+    """A blocked 3x3 conv (16 -> 32 channels, block 8, `height` x `width` output) with a ReLU epilogue."""
+    data = te.placeholder((1, 2, height, width, 8), name="data")
     kernel = te.placeholder((4, 2, 3, 3, 8, 8), name="kernel")
     conv = _conv2d_nchwc(data, kernel, (1, 1), (1, 1, 1, 1), (1, 1), "float32")
     relu = te.compute(conv.shape, lambda *i: te.max(conv(*i), 0.0), name="relu")
@@ -64,6 +64,32 @@ def test_every_conv_design_space_matches_the_unscheduled_conv():
         np.testing.assert_allclose(run(space.mod), expected, rtol=1e-5, atol=1e-5,
                                    err_msg=f"tile {channels} x {columns}")
     assert ragged  # the partitioned narrower last tile was exercised
+
+
+@pytest.mark.parametrize("height, rows_first", [(14, True), (7, False)])
+def test_convs_with_many_rows_split_rows_between_threads(height, rows_first):
+    """A conv with 14+ output rows and small weights is parallel over rows first (each thread
+    writes whole rows, which the next row-parallel kernel reads on the same thread); with fewer
+    rows, over channel blocks first. Either order computes the same conv."""
+    func = _conv_relu(width=7, height=height)
+    sch = Schedule(func)
+    conv = sch.get_sblock("conv2d_NCHWc")
+    space = templates.conv2d_nchwc(sch, conv)[0]
+    outer = space.get(space.get_loops(space.get_sblock("conv2d_NCHWc_update"))[0])
+    assert int(outer.kind) == 1  # ForKind.PARALLEL
+    # sch.fuse names the fused loop after its parts, outermost first: b_y_oc_0 or b_oc_0_y
+    assert outer.loop_var.name.startswith("b_y_") == rows_first, outer.loop_var.name
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((1, 2, height, 7, 8)).astype("float32")
+    kernel = rng.standard_normal((4, 2, 3, 3, 8, 8)).astype("float32")
+    target = tvm.target.Target({"kind": "llvm"})
+    outs = []
+    for mod in (tvm.IRModule({"main": func}), space.mod):
+        out = tvm.runtime.tensor(np.zeros((1, 4, height, 7, 8), "float32"))
+        tvm.compile(mod, target=target)(tvm.runtime.tensor(data), tvm.runtime.tensor(kernel), out)
+        outs.append(out.numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
 
 
 def _linear(rows: int, width: int, depth: int):
