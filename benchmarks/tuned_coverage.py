@@ -106,6 +106,23 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _save(path: Path, rows: list[Row]) -> None:
+    """Merge `rows` into the JSON at `path`: a run of some models at one size replaces their earlier
+    rows at that size and keeps the others (a run of three models no longer erases the rest)."""
+    kept = []
+    if path.exists():
+        try:
+            kept = [r for r in json.loads(path.read_text()) if isinstance(r, dict)]
+        except (OSError, ValueError) as err:
+            print(f"{path}: unreadable ({err}); writing this run's rows only", file=sys.stderr)
+    fresh = {(r.model, r.image) for r in rows}
+    merged = [r for r in kept if (r.get("model"), r.get("image")) not in fresh] + [asdict(r) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="torchvision model names, comma-separated")
@@ -122,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = Row(name, args.image, failed_step="export", error=f"{type(err).__name__}: {err}")
         rows.append(row)
         print(render([row]).splitlines()[-1], flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    _save(args.json, rows)
     print(render(rows))
     return 0 if all(r.status == "ok" for r in rows) else 1
 
