@@ -67,6 +67,33 @@ def test_two_tensor_max_and_reductions_propagate_nan_like_numpy(tmp_path):
 
 
 
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_max_and_min_in_a_vectorized_loop_keep_nan_and_stay_vectorized(op, dtype):
+    """A schedule's vectorized max/min (a template's max reduction, a softmax's row max) gets the
+    NaN test as bit operations: TVM's vectorizer has no vector isnan and fell back to scalar code,
+    which LLVM vectorized with gathers (compiler/nan.py: _vectorizable_isnan)."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir import Schedule
+    from tvmopt.compiler.nan import propagate_nan
+
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
+    a, b = te.placeholder((64, 16), name="a", dtype=dtype), te.placeholder((64, 16), name="b", dtype=dtype)
+    out = te.compute((64, 16), lambda i, j: getattr(te, op)(a[i, j], b[i, j]), name="out")
+    sch = Schedule(te.create_prim_func([a, b, out]))
+    sch.vectorize(sch.get_loops(sch.get_sblock("out"))[1])
+    lib = tvm.compile(propagate_nan(sch.mod, target), target=target).jit()
+    assert "gather" not in lib.inspect_source("asm")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 16)).astype(dtype), rng.standard_normal((64, 16)).astype(dtype)
+    x[0, 0], y[1, 1], x[2, 2], y[3, 3], x[4, 4] = np.nan, np.nan, np.inf, -np.inf, -np.nan
+    result = tvm.runtime.tensor(np.zeros((64, 16), dtype))
+    lib(tvm.runtime.tensor(x), tvm.runtime.tensor(y), result)
+    expected = np.maximum(x, y) if op == "max" else np.minimum(x, y)
+    np.testing.assert_array_equal(result.numpy(), expected)  # NaN where NumPy has NaN, from either side
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float16"])
 def test_other_dtype_is_refused_unless_cast_is_asked(dtype, mlp_artifact, mlp_onnx, tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 64)).astype(dtype)
