@@ -69,8 +69,8 @@ def _vectorizable_isnan(loop):
     Workaround: TVM's loop vectorizer has no vector form of tir.isnan and turns the whole loop back
     into scalar code, which LLVM then vectorized along the loop around it with gathers and scatters
     (bert4's softmax 47.4 -> 42.7 us with the bit test; a max pool scheduled as a register tile
-    455 -> 99 us). `x != x` would vectorize,
-    but TVM's simplifier folds it to false; reinterpret, bitwise and, and a compare all vectorize.
+    455 -> 99 us). `x != x` would vectorize, but TVM's simplifier folds it to false; reinterpret,
+    bitwise and, and a compare all vectorize.
     Loops TVM leaves scalar keep tir.isnan: LLVM's own vectorizer handles it better than the bit
     test (ResNet-18's generically scheduled pool: 80 against 219 us).
     """
