@@ -27,4 +27,11 @@ TVM_VERSION: str = tvm.__version__
 PrimFunc = tirx.PrimFunc
 IntImm = tirx.IntImm
 
-__all__ = ["ms", "tirx", "derived_object", "cc", "TVM_VERSION", "PrimFunc", "IntImm"]
+
+def region_buffers(regions) -> list:
+    """The buffers of a block's read or write regions (0.27: a TensorRegion's `source`; earlier
+    releases: a BufferRegion's `buffer`)."""
+    return [getattr(r, "buffer", None) or r.source for r in regions]
+
+
+__all__ = ["ms", "tirx", "derived_object", "cc", "TVM_VERSION", "PrimFunc", "IntImm", "region_buffers"]

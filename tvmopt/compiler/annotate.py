@@ -20,6 +20,8 @@ import math
 
 import tvm
 
+from .._compat import region_buffers
+
 DENSE = "tvmopt_dense"
 GEMV = "tvmopt_gemv"
 # A GEMM with at most this many rows (all batch dims included) is a matrix-vector product.
@@ -133,7 +135,7 @@ def _static(extent) -> int | None:
 
 def _is_nn_gemm(block) -> bool:
     """C[.., m, n] = C[.., m, n] + A[.., m, k] * B[.., k, n] in floating point."""
-    written = [getattr(r, "buffer", None) or r.source for r in block.writes]  # 0.27: TensorRegion.source
+    written = region_buffers(block.writes)
     if not all("float" in str(buffer.dtype) for buffer in written):
         return False  # int8 GEMMs are tensorized by tuning/rules.py, not by the fp32 template
     iters = list(block.iter_vars)

@@ -21,9 +21,12 @@ generic rules take over.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from tvm.s_tir import Schedule
+
+from .._compat import region_buffers
 
 CONV2D_NCHWC = "tvmopt_conv2d_nchwc"
 DEPTHWISE_NCHWC = "tvmopt_depthwise_nchwc"
@@ -91,7 +94,7 @@ def _inlinable(sch: Schedule, block) -> bool:
     """An element-wise block that writes an intermediate buffer, not one of the function's outputs."""
     stmt = sch.get(block)
     params = sch.mod["main"].params  # 0.27: a PrimFunc's params are its buffers (no buffer_map)
-    written = [getattr(r, "buffer", None) or r.source for r in stmt.writes]  # 0.27: TensorRegion.source
+    written = region_buffers(stmt.writes)
     return (all(int(iv.iter_type) == 0 for iv in stmt.iter_vars) and len(written) == 1
             and not any(written[0].same_as(p) for p in params))
 
@@ -171,13 +174,11 @@ ROWS_FIRST_MAX_WEIGHT_BYTES = 512 * 1024
 def _rows_first(sch: Schedule, conv, oh) -> bool:
     """Whether the conv's parallel loop takes output rows first (see _conv_tile)."""
     rows = _extent(sch, oh)
-    reads = [getattr(r, "buffer", None) or r.source for r in sch.get(conv).reads]  # 0.27: TensorRegion.source
+    reads = region_buffers(sch.get(conv).reads)
     weights = [b for b in reads if len(b.shape) == 6]  # OIHWio
     if rows is None or not weights or not all(hasattr(d, "value") for d in weights[0].shape):
         return False
-    weight_bytes = weights[0].dtype.bits // 8
-    for d in weights[0].shape:
-        weight_bytes *= int(d)
+    weight_bytes = weights[0].dtype.bits // 8 * math.prod(int(d) for d in weights[0].shape)
     return rows >= ROWS_FIRST_MIN_ROWS and weight_bytes <= ROWS_FIRST_MAX_WEIGHT_BYTES
 
 
@@ -241,7 +242,7 @@ def depthwise_nchwc(sch: Schedule, conv) -> list[Schedule]:
 def _ic_block(sch: Schedule, conv) -> int | None:
     """The input-channel block of a conv2d_NCHWc block (the data buffer's last dimension)."""
     block = sch.get(conv)
-    reads = [getattr(r, "buffer", None) or r.source for r in block.reads]  # 0.27: TensorRegion.source
+    reads = region_buffers(block.reads)
     shapes = [tuple(int(d) for d in b.shape) for b in reads if len(b.shape) == 5]
     return shapes[0][-1] if shapes else None
 
@@ -472,7 +473,7 @@ def _weight_is_layout_free(sch: Schedule, gemm) -> bool:
     """B (the second operand read) is one of the function's layout-free (constant) buffers."""
     func = sch.mod["main"]
     free = [int(i) for i in (func.attrs or {}).get("layout_free_buffers", [])]
-    reads = [getattr(r, "buffer", None) or r.source for r in sch.get(gemm).reads]  # 0.27: TensorRegion.source
+    reads = region_buffers(sch.get(gemm).reads)
     # 0.27: a PrimFunc's params are the buffers' variables, which a read region's source is.
     return len(reads) >= 2 and any(reads[1].same_as(func.params[i]) for i in free)
 
