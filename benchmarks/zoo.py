@@ -1,6 +1,11 @@
 """Tune the benchmark zoo, draw each model's tuning curve, and write benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/zoo.py --target x86-avx512 --minutes 12 [--models resnet18,mlp]
+    .venv/bin/python benchmarks/zoo.py --target x86-avx512 --minutes 15 --from-scratch --no-merge
+
+--from-scratch measures what a user without tvmopt's shipped logs gets in --minutes: no seeds
+from other logs, no shipped reference log to borrow schedules from (TVMOPT_SHIPPED_LOGS points at
+an empty directory, for the bench's child processes too).
 
 Per model, each into a fresh log (so the curve starts at zero):
 1. `tvmopt.tune` with the full preset, stopped after --minutes of wall time;
@@ -16,11 +21,13 @@ logs are merged into tuning_logs/<target>/ (the reference logs shipped with tvmo
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,17 +43,18 @@ RESULTS_DIR = HERE / "results"
 CURVE_POINTS = 5
 
 
-def tune_model(name: str, target: str, minutes: float, work: Path) -> dict:
+def tune_model(name: str, target: str, minutes: float, work: Path, from_scratch: bool = False,
+               torch_compile: bool = True) -> dict:
     model_def = zoo.ZOO[name]
     onnx_path = model_def.export_onnx(work / f"{name}.onnx")
     model = tvmopt.import_model(onnx_path)
     log_root = work / "logs"
     shutil.rmtree(log_root, ignore_errors=True)
     budget = make_budget("full", timeout_s=minutes * 60)
-    log = tvmopt.tune(model, target, budget=budget, log_root=log_root, seed=0)
+    log = tvmopt.tune(model, target, budget=budget, log_root=log_root, seed=0, seed_from_logs=not from_scratch)
     session = json.loads(log.session_path.read_text())
     curve = tuning_curve(model, target, log.log_dir, session["history"], work)
-    report = bench(name, target, log_root=log_root, work_dir=work / "bench")
+    report = bench(name, target, log_root=log_root, work_dir=work / "bench", torch_compile=torch_compile)
     tuned = report.result("tvm-tuned")
     return {
         "model": name,
@@ -54,6 +62,7 @@ def tune_model(name: str, target: str, minutes: float, work: Path) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "tuning": {
             "minutes_budget": minutes,
+            "from_scratch": from_scratch,
             "wall_s": log.wall_s,
             "trials": log.trials_run,
             "trials_per_min": round(60 * log.trials_run / max(log.wall_s, 1e-9), 1),
@@ -127,7 +136,7 @@ def plot(result: dict, path: Path) -> None:
 
 def results_section() -> str:
     """The zoo table in RESULTS.md, from every benchmarks/results/*.json."""
-    rows, ratios = [], []
+    rows, ratios = [], {}
     for path in sorted(RESULTS_DIR.glob("*.json")):
         r = json.loads(path.read_text())
         if "curve" not in r:
@@ -137,15 +146,16 @@ def results_section() -> str:
         ms = lambda n: f"{by[n]['median_ms']:.3f}" if by.get(n, {}).get("median_ms") else "-"  # noqa: E731
         t = r["tuning"]
         if by.get("tvm-tuned", {}).get("median_ms"):
-            ratios.append(by["tvm-tuned"]["ratio_to_onnxruntime"])
+            ratios.setdefault(r["target"], []).append(by["tvm-tuned"]["ratio_to_onnxruntime"])
         est = f"{t['estimated_ms']:.3f}" if t["estimated_ms"] else "n/a"
         rows.append(
-            f"| {r['model']} | {r['target']} | {t['wall_s'] / 60:.1f} | {t['trials']} | {len(t['untuned_tasks'])}/{t['tasks']} "
+            f"| {r['model']} | {r['target']} | {t['wall_s'] / 60:.1f}{' (scratch)' if t.get('from_scratch') else ''} | {t['trials']} | {len(t['untuned_tasks'])}/{t['tasks']} "
             f"| {ms('tvm-untuned')} | {ms('tvm-tuned')} ({ratio('tvm-tuned')}) | {est} | {ms('onnxruntime')} "
             f"| {ms('torch')} ({ratio('torch')}) | {ms('torch-compile')} ({ratio('torch-compile')}) "
             f"| {by.get('tvm-tuned', {}).get('max_abs_diff') or 0:.1e} | {r['date']} |"
         )
-    geo = statistics.geometric_mean(ratios) if ratios else None
+    geomeans = "; ".join(f"{target} **{statistics.geometric_mean(values):.2f}x** over {len(values)} models"
+                         for target, values in sorted(ratios.items()))
     head = (
         "| model | target | tuned min | trials | untuned tasks | TVM untuned ms | TVM tuned ms (vs ORT) "
         "| estimate ms | ORT ms | torch ms (vs ORT) | torch.compile ms (vs ORT) | max abs diff | date |\n"
@@ -153,7 +163,7 @@ def results_section() -> str:
     )
     plots = "\n".join(f"![{p.stem}](results/{p.name})" for p in sorted(RESULTS_DIR.glob("*.png")))
     return (f"{head}\n" + "\n".join(rows) + "\n\n"
-            + (f"Geomean tuned/ORT: **{geo:.2f}x** over {len(ratios)} models.\n\n" if geo else "")
+            + (f"Geomean tuned/ORT: {geomeans}.\n\n" if geomeans else "")
             + plots + "\n")
 
 
@@ -182,14 +192,21 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(zoo.ZOO), help="comma-separated zoo names")
     parser.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument("--no-merge", action="store_true", help="don't merge the logs into tuning_logs/")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="no seeds and no shipped reference logs: what --minutes give a user without them")
+    parser.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (minutes per model)")
     args = parser.parse_args()
+    if args.from_scratch:
+        empty = Path(tempfile.mkdtemp(prefix="tvmopt-no-shipped-logs-"))
+        atexit.register(shutil.rmtree, empty, True)
+        os.environ["TVMOPT_SHIPPED_LOGS"] = str(empty)
     RESULTS_DIR.mkdir(exist_ok=True)
     root = Path(args.work or os.environ.get("TMPDIR", "/tmp")) / "tvmopt-zoo"
     for name in args.models.split(","):
         work = root / name
         work.mkdir(parents=True, exist_ok=True)
         print(f"== {name} on {args.target}: tuning {args.minutes} min", file=sys.stderr)
-        result = tune_model(name, args.target, args.minutes, work)
+        result = tune_model(name, args.target, args.minutes, work, args.from_scratch, not args.no_torch_compile)
         stem = f"{name}-{result['target']}"
         log_dir = result.pop("log_dir")  # a scratch path of this machine: not for the results file
         (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -58,6 +58,21 @@ def test_compile_borrows_records_from_a_compatible_reference_log(avx2_log, cnn_o
     assert plain.manifest.tuning.tasks_tuned == 0 and plain.manifest.tuning.reference_logs == ()
 
 
+def test_shipped_logs_root_can_be_replaced_or_emptied(avx2_log, cnn_onnx, tmp_path, monkeypatch):
+    # TVMOPT_SHIPPED_LOGS replaces the logs tvmopt ships: another root serves as reference...
+    model = tvmopt.import_model(cnn_onnx)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(avx2_log.log_dir, shipped / "x86-avx2")
+    monkeypatch.setenv("TVMOPT_SHIPPED_LOGS", str(shipped))
+    borrowed = tvmopt.compile(model, "host", tmp_path / "borrowed", log_root=tmp_path / "own")
+    assert borrowed.manifest.tuning.tasks_tuned == len(avx2_log.tasks)
+    assert borrowed.manifest.tuning.reference_logs == ("x86-avx2",)
+    # ...and an empty one builds as a user without them would (benchmarks/zoo.py --from-scratch).
+    monkeypatch.setenv("TVMOPT_SHIPPED_LOGS", str(tmp_path / "none"))
+    plain = tvmopt.compile(model, "host", tmp_path / "plain", log_root=tmp_path / "own")
+    assert plain.manifest.tuning.tasks_tuned == 0 and plain.manifest.tuning.reference_logs == ()
+
+
 def _scaled_cnn(path, channels=(24, 40), image=28, classes=7):
     """The bundled CNN's ops at other sizes, with one more op fused into the first conv's kernel
     (x0.5 after its ReLU): that kernel has a block the tuned ones lack."""

@@ -7,6 +7,7 @@ see them (`targets/`, `tuning_logs/`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,8 +26,13 @@ def bundled_targets_dir() -> Path:
 
 
 def shipped_logs_root() -> Path:
-    """The root of the shipped reference tuning logs (one directory per target)."""
-    return _data_dir("tuning_logs")
+    """The root of the shipped reference tuning logs (one directory per target).
+
+    $TVMOPT_SHIPPED_LOGS replaces it: another root, or an empty directory to tune and build as a
+    user without tvmopt's logs would (a from-scratch benchmark; also read by child processes).
+    """
+    override = os.environ.get("TVMOPT_SHIPPED_LOGS")
+    return Path(override) if override else _data_dir("tuning_logs")
 
 
 def package_file(*parts: str) -> Path:
