@@ -79,6 +79,9 @@ def test_convs_with_many_rows_split_rows_between_threads(height, rows_first):
     assert int(outer.kind) == 1  # ForKind.PARALLEL
     # sch.fuse names the fused loop after its parts, outermost first: b_y_oc_0 or b_oc_0_y
     assert outer.loop_var.name.startswith("b_y_") == rows_first, outer.loop_var.name
+    # The padded input is split the same way: each thread pads the rows it reads.
+    pad = space.get(space.get_loops(space.get_sblock("data_pad"))[0])
+    assert int(pad.kind) == 1 and pad.loop_var.name.startswith("i0_i2_") == rows_first, pad.loop_var.name
 
     rng = np.random.default_rng(0)
     data = rng.standard_normal((1, 2, height, 7, 8)).astype("float32")

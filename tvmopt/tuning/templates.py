@@ -99,11 +99,18 @@ def _inlinable(sch: Schedule, block) -> bool:
             and not any(written[0].same_as(p) for p in params))
 
 
-def _schedule_pad(sch: Schedule, block) -> None:
-    """The padded-input stage stays its own loop nest (a branch-free kernel), parallel and vectorized."""
+def _schedule_pad(sch: Schedule, block, rows_first: bool = False) -> None:
+    """The padded-input stage stays its own loop nest (a branch-free kernel), parallel and vectorized.
+
+    `rows_first` (the consumer splits rows between threads): the pad splits rows too, (n, h, c)
+    instead of (n, c, h), so each thread pads the rows it will read, from rows the previous kernel's
+    same thread wrote, instead of half of every row crossing cores twice (see _conv_tile)."""
     for producer in sch.get_producers(block):
         loops = sch.get_loops(producer)
         if sch.get(producer).name_hint.endswith("pad") and len(loops) >= 3:
+            if rows_first and len(loops) >= 4:
+                sch.reorder(loops[0], loops[2], loops[1])
+                loops = sch.get_loops(producer)
             sch.parallel(sch.fuse(*loops[:3]))
             sch.vectorize(loops[-1])
             sch.annotate(producer, ANNOTATION, "None")  # scheduled: keep the generic rules off it
@@ -161,7 +168,8 @@ def _conv_tile(sch: Schedule, conv, ic_block: int, channels: int, columns: int, 
         # The last tile of a row is narrower: LoopPartition (hinted) gives it its own copy of the
         # body, so the full tiles run without the bounds predicate in the unrolled register tile.
         sch.annotate(ow_o, "pragma_loop_partition_hint", 1)
-    _finish(sch, conv, outer=sch.fuse(*parallel), tile=ow_o, reduction=ic_o, unrolled=tile, vector=ocb)
+    _finish(sch, conv, outer=sch.fuse(*parallel), tile=ow_o, reduction=ic_o, unrolled=tile, vector=ocb,
+            rows_first=rows_first)
 
 
 # A conv splits its output rows between threads, not its channels, where the map has at least this
@@ -247,7 +255,8 @@ def _ic_block(sch: Schedule, conv) -> int | None:
     return shapes[0][-1] if shapes else None
 
 
-def _finish(sch: Schedule, block, outer, tile, reduction, unrolled, vector, pad_at=None) -> None:
+def _finish(sch: Schedule, block, outer, tile, reduction, unrolled, vector, pad_at=None,
+            rows_first: bool = False) -> None:
     """Common tail: parallel outer loop, vectorized and unrolled register tile, epilogue computed
     per tile from the (local) accumulators, reduction init split off, padding stage scheduled
     (its own parallel loop nest, or computed under `pad_at` for just the rows that loop needs).
@@ -259,7 +268,7 @@ def _finish(sch: Schedule, block, outer, tile, reduction, unrolled, vector, pad_
     sch.parallel(outer)
     _register_tile(sch, block, tile, reduction, unrolled, vector)
     if pad_at is None:
-        _schedule_pad(sch, block)
+        _schedule_pad(sch, block, rows_first)
     else:
         _pad_under(sch, block, pad_at)
     # The whole function is scheduled: keep MetaSchedule's ParallelizeVectorizeUnroll off the root
@@ -367,7 +376,7 @@ def winograd_input(sch: Schedule, transform) -> list[Schedule]:
     sch.parallel(sch.fuse(tile, chunk))
     sch.unroll(point)
     sch.vectorize(lane)
-    _schedule_pad(sch, transform)
+    _schedule_pad(sch, transform, rows_first=True)  # tiles are row-major: the threads split rows
     sch.annotate(sch.get_sblock("root"), ANNOTATION, "None")
     return [sch]
 
