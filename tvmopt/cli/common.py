@@ -33,7 +33,9 @@ def target_arg(parser: argparse.ArgumentParser) -> None:
 
 def log_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", default="tuning_logs", type=_log_root,
-                        help="root of the tuning logs (default: tuning_logs)")
+                        help="root of the tuning logs (default: tuning_logs); the logs shipped with "
+                             "tvmopt for compatible targets are read too ($TVMOPT_SHIPPED_LOGS=DIR replaces "
+                             "them, an empty DIR turns them off)")
 
 
 def _log_root(text: str) -> str:
