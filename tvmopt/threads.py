@@ -18,6 +18,9 @@ import os
 from pathlib import Path
 
 ENV = "TVM_NUM_THREADS"
+# The value tvmopt itself put into TVM_NUM_THREADS, so that child processes, which inherit both,
+# can tell it from a count the user fixed (runtime/adaptive_threads.py varies only tvmopt's).
+MARK = "TVMOPT_SET_TVM_NUM_THREADS"
 # Captured before tvmopt sets anything: what the user asked for, if anything.
 _USER_VALUE = os.environ.get(ENV) or os.environ.get("OMP_NUM_THREADS")
 
@@ -64,5 +67,11 @@ def configure(threads: int | None = None) -> int:
     user set it; `threads` overrides both (e.g. a server's per-worker share). Returns the count."""
     count = threads or default_threads()
     if threads is not None or user_threads() is None:
-        os.environ[ENV] = str(count)
+        os.environ[ENV] = os.environ[MARK] = str(count)
     return count
+
+
+def fixed_by_user() -> bool:
+    """Whether the user set the thread count (TVM_NUM_THREADS / OMP_NUM_THREADS) rather than tvmopt."""
+    value = os.environ.get(ENV) or os.environ.get("OMP_NUM_THREADS")
+    return bool(value) and value != os.environ.get(MARK)

@@ -26,16 +26,18 @@ __all__ = ["load", "run", "RunResult", "Predictor", "Latency", "Artifact", "Mani
            "bind_inputs", "random_inputs"]
 
 
-def load(path: str | os.PathLike, *, check_compatibility: bool = True, cast_inputs: bool = False) -> Predictor:
+def load(path: str | os.PathLike, *, check_compatibility: bool = True, cast_inputs: bool = False,
+         adaptive_threads: bool | None = None) -> Predictor:
     """Open an artifact directory; refuse it if this machine or TVM cannot run it.
 
     `cast_inputs` converts input arrays of another dtype (e.g. float64) to the model's; by
-    default they are refused with the expected dtype named.
+    default they are refused with the expected dtype named. `adaptive_threads`: see Predictor
+    (None: on for CPU artifacts unless the thread count was fixed by the user).
     """
     artifact = read_artifact(path)
     if check_compatibility:
         check_runs_here(artifact)
-    return Predictor(artifact, cast_inputs=cast_inputs)
+    return Predictor(artifact, cast_inputs=cast_inputs, adaptive_threads=adaptive_threads)
 
 
 def check_runs_here(artifact: Artifact) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 import threading
 import time
@@ -11,12 +12,16 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .. import ctrl_c
+from .. import ctrl_c, threads
 from ..errors import ArtifactError, InputSpecError, UsageError
 from ..specs import TensorSpec, signature
 from . import batching, tvm_runtime
+from .adaptive_threads import PerShapeTuners, ThreadCountTuner, candidate_counts
 from .artifact import Artifact
 from .inputs import bind_inputs, random_inputs, warm_up_inputs
+
+
+ADAPTIVE_THREADS_ENV = "TVMOPT_ADAPTIVE_THREADS"
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,15 @@ class Predictor:
     Returns a list of numpy arrays, one per model output (like onnxruntime's run(None, ...)).
     Each calling thread gets its own VM over the shared library, so calls from several threads
     are safe. An input array of another dtype than the model's is refused unless `cast_inputs`.
+
+    `adaptive_threads` (CPU): each calling thread's TVM pool runs the model on the thread count
+    that has been fastest lately, probed now and then (adaptive_threads.py); small models gain
+    where the cost of crossing cores changes. Default: on, unless the user fixed the count
+    (TVM_NUM_THREADS / OMP_NUM_THREADS) or set TVMOPT_ADAPTIVE_THREADS=0.
     """
 
-    def __init__(self, artifact: Artifact, device_id: int = 0, cast_inputs: bool = False):
+    def __init__(self, artifact: Artifact, device_id: int = 0, cast_inputs: bool = False,
+                 adaptive_threads: bool | None = None):
         self.artifact = artifact
         self.cast_inputs = cast_inputs
         self.inputs: tuple[TensorSpec, ...] = artifact.inputs
@@ -60,6 +71,11 @@ class Predictor:
             raise ArtifactError(f"{artifact.path}: cannot load its library: {lines[-1] if lines else err}") from err
         self._local = threading.local()
         self._local.vm = vm
+        self._cpu = tvm_runtime.is_cpu(self.device)
+        if adaptive_threads is None:
+            adaptive_threads = (self._cpu and not threads.fixed_by_user()
+                                and os.environ.get(ADAPTIVE_THREADS_ENV, "1") != "0")
+        self.adaptive_threads = adaptive_threads
         buckets = artifact.manifest.batch_buckets
         self._planner = batching.BucketPlanner(buckets) if buckets is not None else None
 
@@ -130,6 +146,7 @@ class Predictor:
         vm = self._vm()
         tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
         main = vm.function(name)
+        self._full_pool()
         for _ in range(warmup):
             main(*tensors)
         seconds: list[float] = []
@@ -150,6 +167,7 @@ class Predictor:
         name, arrays = self._entry(bind_inputs(self.inputs, (), inputs, self.cast_inputs))
         main = self._vm().function(name)
         tensors = [tvm_runtime.to_device(a, self.device) for a in arrays]
+        self._full_pool()  # kernels timed on every thread, whatever adaptive calls chose
         return lambda: main(*tensors)
 
     def random_inputs(self, seed: int = 0, rows: int | None = None) -> dict[str, np.ndarray]:
@@ -196,10 +214,35 @@ class Predictor:
 
     def _run_function(self, name: str, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         calls = self._local.__dict__.setdefault("calls", {})
-        call = calls.get(name)
-        if call is None:
-            call = calls[name] = tvm_runtime.StagedCall(self._vm().function(name), self.device)
+        entry = calls.get(name)
+        if entry is None:
+            entry = calls[name] = self._staged(name)
+        call, tuner = entry
+        if tuner is not None:
+            return tuner(call, arrays)
+        self._full_pool()  # another predictor in this thread may have resized the pool
         return call(arrays)
+
+    def _staged(self, name: str) -> tuple[tvm_runtime.StagedCall, ThreadCountTuner | PerShapeTuners | None]:
+        """The calling thread's staged call of VM function `name`, with its thread-count tuner
+        (one per input shapes where the model has symbolic dims)."""
+        call = tvm_runtime.StagedCall(self._vm().function(name), self.device)
+        size = self._full_pool()
+        if not self.adaptive_threads or size < 2:
+            return call, None
+        make = functools.partial(ThreadCountTuner, candidate_counts(size), tvm_runtime.thread_pool())
+        buckets = self.artifact.manifest.batch_buckets
+        batch_fixed = buckets is not None and name in buckets.functions  # a bucket's batch dim is static
+        static = all(isinstance(d, int) for spec in self.inputs for d in spec.shape[1 if batch_fixed else 0:])
+        return call, make() if static else PerShapeTuners(make)
+
+    def _full_pool(self) -> int:
+        """The calling thread's TVM pool back at its full size (CPU); returns that size."""
+        if not self._cpu:  # a GPU's kernels use no host thread pool
+            return 0
+        pool = tvm_runtime.thread_pool()
+        pool.use(pool.size)
+        return pool.size
 
     def _entry(self, arrays: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
         """The VM function that runs `arrays` as one call (timing), and the arrays padded for it."""

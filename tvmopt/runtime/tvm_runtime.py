@@ -15,6 +15,7 @@ import importlib.util
 import os
 import struct
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,6 +73,10 @@ def device(kind: str = "cpu", index: int = 0):
     return ffi().device(kind, index)
 
 
+def is_cpu(dev) -> bool:
+    return dev.dlpack_device_type() == _DEVICE_TYPES["cpu"]
+
+
 def enable_cuda() -> None:
     """Load TVM's CUDA runtime (it links the NVIDIA driver, libcuda.so.1)."""
     ffi()
@@ -122,6 +127,35 @@ class VM:
         )
         blob = evaluator(*args)
         return list(struct.unpack("@" + "d" * repeat, blob))
+
+
+# threading::ThreadGroup::kBig: the pool's own mode (all cores on x86, the big ones on big.LITTLE).
+_AFFINITY_BIG = 1
+
+
+class ThreadPool(threading.local):
+    """The calling thread's TVM thread pool (each thread that launches kernels has its own):
+    `size` as TVM started it, `count` the threads a parallel kernel runs on now."""
+
+    def __init__(self) -> None:
+        self.size = self.count = int(_func("runtime.NumThreads")())
+
+    def use(self, count: int) -> None:
+        """Run parallel kernels on `count` threads from now on (no-op if they already do).
+
+        The workers stay started (a smaller count leaves the rest idle) and keep the affinity
+        the pool gave them: about 20 us of affinity syscalls here. Capped by `size`.
+        """
+        if count != self.count:
+            _func("runtime.config_threadpool")(_AFFINITY_BIG, int(count))
+            self.count = count
+
+
+@lru_cache(maxsize=1)
+def thread_pool() -> ThreadPool:
+    """The per-thread view of TVM's pools (each attribute read is the calling thread's)."""
+    ffi()
+    return ThreadPool()
 
 
 def empty(shape: Sequence[int], dtype: str, dev):
