@@ -146,3 +146,24 @@ def test_input_check_fast_path_refuses_what_the_full_check_refuses():
         check_input(spec, np.zeros((2, 5), np.float32))
     with pytest.raises((InputSpecError, TypeError)):
         check_input(TensorSpec("h", (2,), "bfloat16"), np.zeros(2))
+
+
+def test_static_binder_takes_only_exact_arrays_and_leaves_the_rest_to_the_full_check():
+    """Predictor.__call__'s shortcut: all inputs, by name or by position, C-contiguous, exactly the
+    spec's dtype and shape; anything else returns None (bind_inputs then converts or explains)."""
+    from tvmopt.runtime.inputs import StaticBinder
+
+    specs = (TensorSpec("a", (2, 3), "float32"), TensorSpec("b", (3,), "int64"))
+    bind = StaticBinder(specs)
+    a, b = np.zeros((2, 3), np.float32), np.zeros(3, np.int64)
+    assert [x is y for x, y in zip(bind((), {"a": a, "b": b}), (a, b))] == [True, True]
+    assert [x is y for x, y in zip(bind((a, b), {}), (a, b))] == [True, True]
+    for args, kwargs in [((), {"a": a}),  # missing
+                         ((), {"a": a, "c": b}),  # unknown name
+                         ((a,), {"b": b}),  # mixed
+                         ((), {"a": a.astype(np.float64), "b": b}),  # dtype
+                         ((), {"a": np.zeros((3, 2), np.float32), "b": b}),  # shape
+                         ((), {"a": np.zeros((3, 2), np.float32).T, "b": b}),  # not C-contiguous
+                         ((), {"a": a.tolist(), "b": b})]:  # not an array
+        assert bind(args, kwargs) is None
+    assert StaticBinder((TensorSpec("x", ("batch", 4), "float32"),))((np.zeros((1, 4), np.float32),), {}) is None

@@ -64,6 +64,39 @@ def bind_inputs(specs: Sequence[TensorSpec], args: Sequence[Any], kwargs: dict[s
     return [check_input(spec, values[spec.name], cast) for spec in specs]
 
 
+class StaticBinder:
+    """bind_inputs' common case in a fraction of its time: every input given (all by name or all
+    by position) as a C-contiguous numpy array of exactly the spec's dtype and static shape.
+    Anything else returns None, and bind_inputs then checks, converts or explains.
+    (bind_inputs took 2 us per call, 6% of the bundled CNN's.)"""
+
+    def __init__(self, specs: Sequence[TensorSpec]):
+        dtypes = [numpy_dtype(s.dtype) for s in specs]
+        usable = all(s.is_static for s in specs) and all(d is not None for d in dtypes)
+        self._checks = tuple((s.name, d, tuple(s.shape)) for s, d in zip(specs, dtypes)) if usable else None
+
+    def __call__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray] | None:
+        checks = self._checks
+        if checks is None:
+            return None
+        if args:
+            if kwargs or len(args) != len(checks):
+                return None
+            values = list(args)
+        else:
+            if len(kwargs) != len(checks):
+                return None
+            try:
+                values = [kwargs[name] for name, _, _ in checks]
+            except KeyError:
+                return None
+        for value, (_, dtype, shape) in zip(values, checks):
+            if (type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape
+                    or not value.flags.c_contiguous):
+                return None
+        return values
+
+
 @functools.lru_cache(maxsize=None)
 def numpy_dtype(name: str) -> np.dtype | None:
     """The numpy dtype named `name`, made once (np.dtype() and str(dtype) cost microseconds per

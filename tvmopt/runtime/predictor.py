@@ -18,7 +18,7 @@ from ..specs import TensorSpec, signature
 from . import batching, tvm_runtime
 from .adaptive_threads import PerShapeTuners, ThreadCountTuner, candidate_counts
 from .artifact import Artifact
-from .inputs import bind_inputs, random_inputs, warm_up_inputs
+from .inputs import StaticBinder, bind_inputs, random_inputs, warm_up_inputs
 
 
 ADAPTIVE_THREADS_ENV = "TVMOPT_ADAPTIVE_THREADS"
@@ -72,6 +72,7 @@ class Predictor:
         self._local = threading.local()
         self._local.vm = vm
         self._cpu = tvm_runtime.is_cpu(self.device)
+        self._static_binder = StaticBinder(self.inputs)
         if adaptive_threads is None:
             adaptive_threads = (self._cpu and not threads.fixed_by_user()
                                 and os.environ.get(ADAPTIVE_THREADS_ENV, "1") != "0")
@@ -82,7 +83,10 @@ class Predictor:
     # ----------------------------------------------------------------- running
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
-        return self.run_arrays(bind_inputs(self.inputs, args, kwargs, self.cast_inputs))
+        arrays = self._static_binder(args, kwargs)
+        if arrays is None:
+            arrays = bind_inputs(self.inputs, args, kwargs, self.cast_inputs)
+        return self.run_arrays(arrays)
 
     def run_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run on arrays already checked against `inputs` (in their order). A bucketed artifact
