@@ -250,3 +250,32 @@ def test_a_gemm_whose_register_tile_would_be_one_accumulator_keeps_the_generic_r
     mod = mark_gemms(8)(tvm.IRModule({"main": _gemm_bias(1, width, 512)}))
     sch = Schedule(mod)
     assert sch.get(sch.get_sblock("matmul")).annotations.get("schedule_rule") == kind
+
+
+@pytest.mark.parametrize("size, stride, pad", [(13, 2, 1), (8, 1, 0)])
+def test_max_pool_template_splits_rows_and_matches_topi(size, stride, pad):
+    """A blocked max pool (TOPI marks it `meta_schedule.pool_max`) is parallel over output rows
+    (the convs around it split rows too), without a padded copy, and computes TOPI's result."""
+    from tvm import topi
+
+    data = te.placeholder((1, 2, size, size, 8), name="data")
+    pool = topi.nn.pool2d(data, (3, 3), (stride, stride), (1, 1), (pad, pad, pad, pad), "max", layout="NCHW8c")
+    func = te.create_prim_func([data, pool])
+    x = np.random.default_rng(4).standard_normal((1, 2, size, size, 8)).astype("float32")
+    out_shape = tuple(int(d) for d in pool.shape)
+    dev = tvm.cpu()
+    target = tvm.target.Target({"kind": "llvm"})
+
+    def run(mod) -> np.ndarray:
+        out = tvm.runtime.tensor(np.zeros(out_shape, "float32"), dev)
+        tvm.compile(mod, target=target)(tvm.runtime.tensor(x, dev), out)
+        return out.numpy()
+
+    sch = Schedule(func)
+    block = sch.get_sblock("pool_max")
+    assert str(sch.get(block).annotations[templates.ANNOTATION]) == templates.MAX_POOL
+    (space,) = templates.max_pool_nchwc(sch, block)
+    outer = space.get(space.get_loops(space.get_sblock("pool_max_update"))[0])
+    assert outer.kind == tvm.tirx.ForKind.PARALLEL and outer.extent == out_shape[2]  # the output rows
+    assert "pad" not in space.mod.script()
+    np.testing.assert_array_equal(run(space.mod), run(tvm.IRModule({"main": func})))
