@@ -22,6 +22,45 @@ from cross_core import round_trip_ns  # noqa: E402
 FAR_NS = 150.0  # round trips above this: the vCPUs share no L3 (53-66 ns near, 330-345 far)
 
 
+def alternate(first, second, feeds: dict, seconds: float, calls: int) -> list[tuple[float, float, float]]:
+    """(round trip ns, first us, second us) per pair of chunks: medians of `calls` calls each, numpy
+    in and out, the order swapped every pair, the phase measured every 10 pairs."""
+
+    def chunk(predictor) -> float:
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            predictor(**feeds)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e6
+
+    rows: list[tuple[float, float, float]] = []
+    started, phase = time.perf_counter(), 0.0
+    while time.perf_counter() - started < seconds:
+        if len(rows) % 10 == 0:
+            phase = round_trip_ns()
+        if len(rows) % 2:
+            b = chunk(second)
+            a = chunk(first)
+        else:
+            a = chunk(first)
+            b = chunk(second)
+        rows.append((phase, a, b))
+    return rows
+
+
+def print_by_phase(rows: list[tuple[float, float, float]], first: str, second: str, with_all: bool = False) -> None:
+    """A markdown table: medians of the chunk medians per phase, and of the per-pair ratios."""
+    print(f"| phase | chunk pairs | {first} us | {second} us | {second} / {first} |")
+    print("|---|---|---|---|---|")
+    groups = [("near", lambda r: r[0] < FAR_NS), ("far", lambda r: r[0] >= FAR_NS)]
+    for name, keep in groups + ([("all", lambda r: True)] if with_all else []):
+        sel = [r for r in rows if keep(r)]
+        if sel:
+            print(f"| {name} | {len(sel)} | {statistics.median(r[1] for r in sel):.1f} | "
+                  f"{statistics.median(r[2] for r in sel):.1f} | {statistics.median(r[2] / r[1] for r in sel):.3f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path)
@@ -37,35 +76,9 @@ def main() -> int:
     for _ in range(3):
         first(**feeds)
         second(**feeds)
-
-    def chunk(predictor) -> float:
-        times = []
-        for _ in range(args.calls):
-            start = time.perf_counter()
-            predictor(**feeds)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e6
-
-    rows: list[tuple[float, float, float]] = []  # (round trip ns, A us, B us)
-    started, phase = time.perf_counter(), 0.0
-    while time.perf_counter() - started < args.seconds:
-        if len(rows) % 10 == 0:
-            phase = round_trip_ns()
-        if len(rows) % 2:
-            b = chunk(second)
-            a = chunk(first)
-        else:
-            a = chunk(first)
-            b = chunk(second)
-        rows.append((phase, a, b))
+    rows = alternate(first, second, feeds, args.seconds, args.calls)
     print(f"A = {args.a}, B = {args.b}: {len(rows)} chunk pairs of {args.calls} calls in {args.seconds:.0f} s")
-    print("| phase | chunk pairs | A us | B us | B / A |")
-    print("|---|---|---|---|---|")
-    for name, keep in (("near", lambda r: r[0] < FAR_NS), ("far", lambda r: r[0] >= FAR_NS)):
-        sel = [r for r in rows if keep(r)]
-        if sel:
-            print(f"| {name} | {len(sel)} | {statistics.median(r[1] for r in sel):.1f} | "
-                  f"{statistics.median(r[2] for r in sel):.1f} | {statistics.median(r[2] / r[1] for r in sel):.3f} |")
+    print_by_phase(rows, "A", "B")
     return 0
 
 

@@ -62,7 +62,7 @@ def mark_dag_epilogues() -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="MarkDagEpilogues")
     def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        from ..tuning.templates import ANNOTATION, MAX_POOL, TEMPLATES, epilogue_plan
+        from ..tuning.templates import ANNOTATION, EPILOGUE_TEMPLATES, epilogue_plan
 
         for gv, func in list(mod.functions.items()):
             if not isinstance(func, tvm.tirx.PrimFunc):
@@ -72,8 +72,7 @@ def mark_dag_epilogues() -> tvm.transform.Pass:
                 continue
             for block in sch.get_child_blocks(sch.get_sblock("root")):
                 rule = sch.get(block).annotations.get(ANNOTATION)
-                # A max pool's template takes no epilogue (it leaves one to the generic rules).
-                if rule is not None and str(rule) in TEMPLATES and str(rule) != MAX_POOL and epilogue_plan(sch, block)[2]:
+                if rule is not None and str(rule) in EPILOGUE_TEMPLATES and epilogue_plan(sch, block)[2]:
                     sch.annotate(block, DAG_EPILOGUE, "dag")
                     mod[gv] = sch.mod["main"]
                     break

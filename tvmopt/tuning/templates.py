@@ -530,6 +530,9 @@ TEMPLATES: dict[str, Callable[[Schedule, object], list[Schedule]]] = {
     DEPTHWISE_POINTWISE: depthwise_pointwise,
     MAX_POOL: max_pool_nchwc,
 }
+# The templates that compute a fused epilogue per tile (epilogue_plan); the max pool's leaves one
+# to the generic rules.
+EPILOGUE_TEMPLATES = frozenset(TEMPLATES) - {MAX_POOL}
 
 
 def register() -> None:
