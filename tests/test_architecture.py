@@ -88,7 +88,7 @@ def test_wheel_carries_targets_and_reference_logs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     targets = {p.name for p in (REPO / "targets").glob("*.json")}
     assert {f"tvmopt/_data/targets/{n}" for n in targets} <= names
-    for log in ("x86-avx2", "x86-avx512"):
+    for log in ("x86-avx2", "x86-avx512", "x86-avx512-spr"):
         assert f"tvmopt/_data/tuning_logs/{log}/database_workload.json" in names
         assert f"tvmopt/_data/tuning_logs/{log}/database_tuning_record.json" in names
     assert "tvmopt/runtime/aarch64_env.sh" in names

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 from tvmopt.targets import get_target, host_machine, list_targets
 
-SHIPPED = {"host", "x86-avx2", "x86-avx512", "x86-avx512-vnni", "arm-cortex-a72", "arm-neoverse-n1", "cuda-sm80",
-           "cuda-sm90"}
+SHIPPED = {"host", "x86-avx2", "x86-avx512", "x86-avx512-vnni", "x86-avx512-spr", "arm-cortex-a72", "arm-neoverse-n1",
+           "cuda-sm80", "cuda-sm90"}
 
 
 def test_registry_lists_every_shipped_target_and_each_is_valid_tvm():
@@ -82,7 +82,8 @@ def test_targets_say_what_they_support():
     from tvmopt.compiler.intrinsics import int8_dot_for
 
     expected = {"x86-avx2": ("pmaddubsw", False, False), "x86-avx512": ("pmaddubsw", False, False),
-                "x86-avx512-vnni": ("vnni", False, False), "arm-cortex-a72": (None, False, False),
+                "x86-avx512-vnni": ("vnni", False, False), "x86-avx512-spr": ("vnni", True, True),
+                "arm-cortex-a72": (None, False, False),
                 "arm-neoverse-n1": ("dotprod", False, True), "cuda-sm80": ("dp4a", True, True)}
     for name, (dot, bf16, fp16) in expected.items():
         spec = get_target(name)
