@@ -63,14 +63,20 @@ def test_the_planner_pads_only_where_padding_is_cheaper():
 
 def test_a_bucket_the_plans_left_is_timed_again():
     """A cold first measurement (16 rows: 1.3 ms against 0.5 warm on the MLP) must not keep 16-row
-    batches on 4-row calls for good: every EXPLORE_EVERY-th batch runs padded to the next bucket."""
+    batches on 4-row calls for good: the last EXPLORE_BURST batches of every EXPLORE_EVERY run
+    padded to the next bucket, one after another (a lone call would read that bucket's weights cold
+    every time)."""
     planner = BucketPlanner(BatchBuckets.named("batch", (4, 16)))
     for size, seconds in ((4, 180e-6), (16, 1300e-6)):
         for _ in range(1 + BucketPlanner.TRUSTED_AFTER):
             planner.record(size, seconds)
-    plans = [planner.plan(16) for _ in range(BucketPlanner.EXPLORE_EVERY)]
-    assert plans.count([4, 4, 4, 4]) == BucketPlanner.EXPLORE_EVERY - 1 and plans[-1] == [16]
-    for _ in range(BucketPlanner.REPLAN_EVERY):  # the explored call and later ones: 16 rows warm
+    every, burst = BucketPlanner.EXPLORE_EVERY, BucketPlanner.EXPLORE_BURST
+    assert burst > 1
+    plans = [planner.plan(16) for _ in range(2 * every)]
+    explored = [i for i, plan in enumerate(plans) if plan == [16]]
+    assert explored == [*range(every - burst, every), *range(2 * every - burst, 2 * every)]
+    assert all(plan == [4, 4, 4, 4] for i, plan in enumerate(plans) if i not in explored)
+    for _ in range(BucketPlanner.REPLAN_EVERY):  # the explored calls after the first: 16 rows warm
         planner.record(16, 500e-6)
     assert planner.plan(16) == [16]
 

@@ -68,16 +68,20 @@ class BucketPlanner:
     (168 ms) than as sixteen (150 ms). A bucket's cost is the fastest of its recent calls (its
     first call, a cold start, not counted; the fastest, because load and cold caches only ever
     add time); an untimed bucket's is scaled by rows from the nearest timed one, or is its rows
-    plus a quarter row per call when none is timed yet. Every EXPLORE_EVERY-th batch runs padded
-    to the next bucket whatever the plan says, so that a bucket the plans stopped using is timed
-    again: a warm-up's cold 16-row call (1.3 ms against 0.5 warm on the MLP) otherwise kept
-    16-row batches on four 4-row calls for good.
+    plus a quarter row per call when none is timed yet. The last EXPLORE_BURST batches of every
+    EXPLORE_EVERY run padded to the next bucket whatever the plan says, so that a bucket the plans
+    stopped using is timed again: a warm-up's cold 16-row call (1.3 ms against 0.5 warm on the MLP)
+    otherwise kept 16-row batches on four 4-row calls for good. In a burst, not one batch at a
+    time: each bucket has its own packed copy of the weights, and a bucket's first call after the
+    others ran reads them from memory (the MLP's 4-row bucket on a 2-core Xeon: 282-343 us in
+    single explored calls, 159-190 us run in a row), so single calls never showed it warm.
     """
 
     TRUSTED_AFTER = 2  # timed calls before a bucket's own figure counts
     WINDOW = 8  # recent calls the fastest is taken over
     REPLAN_EVERY = 16  # timed calls between re-plans (a plan lookup is a list index)
-    EXPLORE_EVERY = 32  # batches between two that run padded to the next bucket
+    EXPLORE_EVERY = 64  # batches per exploration cycle
+    EXPLORE_BURST = 3  # the cycle's last batches, run padded to the next bucket one after another
 
     def __init__(self, buckets: BatchBuckets):
         self.buckets = buckets
@@ -118,7 +122,8 @@ class BucketPlanner:
     def plan(self, rows: int) -> list[int]:
         """Bucket sizes to run in order for `rows` rows; only the last one may be padded."""
         self._planned += 1
-        if self._planned % self.EXPLORE_EVERY == 0 and rows <= self.buckets.largest:
+        exploring = (self._planned - 1) % self.EXPLORE_EVERY >= self.EXPLORE_EVERY - self.EXPLORE_BURST
+        if exploring and rows <= self.buckets.largest:
             return [self.buckets.fit(rows)]
         plans = self._plans
         if plans is None:
