@@ -49,6 +49,15 @@ def alternate(first, second, feeds: dict, seconds: float, calls: int) -> list[tu
     return rows
 
 
+def warm_and_alternate(first, second, seconds: float, calls: int, warmup: int) -> list[tuple[float, float, float]]:
+    """`alternate` on random inputs of `first`'s spec, after `warmup` calls of each predictor."""
+    feeds = first.random_inputs()
+    for _ in range(warmup):
+        first(**feeds)
+        second(**feeds)
+    return alternate(first, second, feeds, seconds, calls)
+
+
 def print_by_phase(rows: list[tuple[float, float, float]], first: str, second: str, with_all: bool = False) -> None:
     """A markdown table: medians of the chunk medians per phase, and of the per-pair ratios."""
     print(f"| phase | chunk pairs | {first} us | {second} us | {second} / {first} |")
@@ -72,11 +81,7 @@ def main() -> int:
 
     first = tvmopt.load(args.a, adaptive_threads=False)
     second = tvmopt.load(args.b, adaptive_threads=False)
-    feeds = first.random_inputs()
-    for _ in range(3):
-        first(**feeds)
-        second(**feeds)
-    rows = alternate(first, second, feeds, args.seconds, args.calls)
+    rows = warm_and_alternate(first, second, args.seconds, args.calls, warmup=3)
     print(f"A = {args.a}, B = {args.b}: {len(rows)} chunk pairs of {args.calls} calls in {args.seconds:.0f} s")
     print_by_phase(rows, "A", "B")
     return 0

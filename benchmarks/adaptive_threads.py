@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ab_phase import alternate, print_by_phase  # noqa: E402
+from ab_phase import print_by_phase, warm_and_alternate  # noqa: E402
 
 
 def main() -> int:
@@ -28,11 +28,7 @@ def main() -> int:
 
     fixed = tvmopt.load(args.artifact, adaptive_threads=False)
     adaptive = tvmopt.load(args.artifact, adaptive_threads=True)
-    feeds = fixed.random_inputs()
-    for _ in range(100):
-        fixed(**feeds)
-        adaptive(**feeds)
-    rows = alternate(fixed, adaptive, feeds, args.seconds, args.calls)
+    rows = warm_and_alternate(fixed, adaptive, args.seconds, args.calls, warmup=100)
     print(f"{args.artifact}: {len(rows)} chunk pairs of {args.calls} calls in {args.seconds:.0f} s")
     print_by_phase(rows, "fixed", "adaptive", with_all=True)
     return 0
