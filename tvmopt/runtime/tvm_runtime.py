@@ -168,7 +168,7 @@ def empty(shape: Sequence[int], dtype: str, dev):
 
 def to_device(array: np.ndarray, dev, out=None):
     """Copy a C-contiguous numpy array into a (new, or the given) TVM tensor on `dev`."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # np.ascontiguousarray would make a 0-d array 1-d
     tensor = out if out is not None else empty(array.shape, str(array.dtype), dev)
     _func("runtime.TVMTensorCopyFromBytes")(tensor, array.ctypes.data_as(ctypes.c_void_p), array.nbytes)
     return tensor

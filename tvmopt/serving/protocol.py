@@ -140,7 +140,7 @@ def encode_response(model_name: str, version: str, request: InferRequest, specs:
     """The v2 response body and headers: JSON data, or binary after a JSON header where asked."""
     entries, blobs = [], []
     for wanted in request.outputs:
-        spec, array = specs[wanted.index], np.ascontiguousarray(outputs[wanted.index])
+        spec, array = specs[wanted.index], np.asarray(outputs[wanted.index], order="C")
         entry: dict[str, Any] = {"name": spec.name,
                                  "datatype": _V2_OF_NUMPY.get(array.dtype) or v2_datatype(str(array.dtype)),
                                  "shape": list(array.shape)}
