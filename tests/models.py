@@ -174,6 +174,24 @@ class GRUModel(nn.Module):
         return self.head(out)
 
 
+class PadDecoder(nn.Module):
+    """Encoder-decoder pieces: strided conv, instance norm, transposed conv, bilinear upsampling,
+    concat and a reflect pad (the legacy exporter computes F.pad's pads from a constant subgraph)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.norm = nn.InstanceNorm2d(8, affine=True)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.out = nn.Conv2d(7, 2, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.norm(self.down(x)))
+        resized = nn.functional.interpolate(h[:, :3], scale_factor=2, mode="bilinear", align_corners=False)
+        merged = torch.cat([self.up(h), resized], 1)
+        return self.out(nn.functional.pad(merged, (1, 1, 1, 1), mode="reflect"))
+
+
 def _build(cls, *example_shapes, seed: int = SEED):
     module = _init(cls, seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -199,6 +217,11 @@ def tiny_transformer():
 def depthwise_cnn():
     """(DepthwiseCNN, (x[1, 3, 16, 16],))"""
     return _build(DepthwiseCNN, (1, 3, 16, 16))
+
+
+def pad_decoder():
+    """(PadDecoder, (x[1, 3, 16, 16],))"""
+    return _build(PadDecoder, (1, 3, 16, 16))
 
 
 def mobile_block():

@@ -68,7 +68,7 @@ def assert_matches(actual: list[np.ndarray], expected: list[np.ndarray]) -> None
 
 # --------------------------------------------------------------------------- fixtures
 
-ONNX_MODELS = ["small_cnn", "mlp", "tiny_transformer", "depthwise_cnn"]
+ONNX_MODELS = ["small_cnn", "mlp", "tiny_transformer", "depthwise_cnn", "pad_decoder"]
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +128,31 @@ def test_onnx_untuned_matches_ort(name, exported, tmp_path):
     predictor = build(model, tmp_path / "art")
     assert_matches(predictor(x), ort_run(path, {"x": x}))
     assert_matches(predictor(x=x), ort_run(path, {"x": x}))
+
+
+def test_scalar_and_int32_inputs_match_ort(tmp_path):
+    """A 0-d input stays 0-d all the way to the VM (np.ascontiguousarray would make it 1-d)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+         helper.make_node("Cast", ["idx"], ["idx64"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["scaled", "idx64"], ["y"], axis=0)],
+        "scalar_input",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("idx", TensorProto.INT32, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+    )
+    path = tmp_path / "scalar_input.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = tvmopt.import_model(path)
+    assert [s.shape for s in model.inputs] == [(3, 4), (), (2,)]
+    predictor = build(model, tmp_path / "art")
+    feeds = {"x": np.arange(12, dtype=np.float32).reshape(3, 4), "scale": np.array(2.5, np.float32),
+             "idx": np.array([2, 0], np.int32)}
+    assert_matches(predictor(**feeds), ort_run(path, feeds))
 
 
 # --------------------------------------------------------------------------- ONNX, dynamic dims

@@ -230,7 +230,63 @@ def fold_constants(proto, static_shapes: dict[str, tuple[int, ...]]):
             for dim, size in zip(value.type.tensor_type.shape.dim, static_shapes[value.name]):
                 dim.Clear()
                 dim.dim_value = int(size)
-    return optimizer.optimize(proto)
+    return _fold_small_constants(optimizer.optimize(proto))
+
+
+# Ops never folded: quantization must stay visible to the int8 path, random ops are not constant.
+_NOT_FOLDED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "RandomNormal",
+               "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+_MAX_FOLDED_ELEMENTS = 1 << 16  # shape arithmetic is small; weights are left to TVM's FoldConstant
+
+
+def _fold_small_constants(proto):
+    """Evaluate nodes whose inputs are all constants and whose outputs are small (ONNX's reference
+    evaluator), replacing them with initializers.
+
+    Workaround: the legacy exporter builds F.pad's pads from ConstantOfShape -> Concat ->
+    Reshape -> Slice -> Transpose -> Cast on constants, which onnxscript's optimizer leaves;
+    TVM's Pad converter then sees a run-time tensor ("Dynamic pads are not supported yet").
+    """
+    import numpy as np
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    opsets = {o.domain or "": o.version for o in proto.opset_import}
+    graph = proto.graph
+    known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    keep, folded = [], []
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+            try:
+                known[node.output[0]] = ReferenceEvaluator(node, opsets=opsets).run(None, {})[0]
+            except Exception:  # noqa: BLE001 - a Constant the reference cannot read stays a node
+                pass
+            keep.append(node)
+            continue
+        inputs = [i for i in node.input if i]
+        if (node.domain not in ("", "ai.onnx") or node.op_type in _NOT_FOLDED or not inputs
+                or any(i not in known for i in inputs) or any(a.g.node or a.graphs for a in node.attribute)):
+            keep.append(node)
+            continue
+        try:
+            values = ReferenceEvaluator(node, opsets=opsets).run(None, {i: known[i] for i in inputs})
+        except Exception:  # noqa: BLE001 - whatever the reference cannot run stays for TVM
+            keep.append(node)
+            continue
+        if any(np.asarray(v).size > _MAX_FOLDED_ELEMENTS for v in values):
+            keep.append(node)
+            continue
+        for name, value in zip(node.output, values):
+            known[name] = np.asarray(value)
+            folded.append(numpy_helper.from_array(np.asarray(value), name))
+    if folded:
+        used = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+        # Constant nodes whose only readers were folded go too.
+        keep = [n for n in keep if n.op_type != "Constant" or any(o in used for o in n.output)]
+        del graph.node[:]
+        graph.node.extend(keep)
+        graph.initializer.extend(t for t in folded if t.name in used)
+    return proto
 
 
 def supported_ops() -> set[str]:
