@@ -144,6 +144,21 @@ def test_a_fixed_batch_dim_cannot_be_bucketed(cnn_onnx, tmp_path):
     assert proc.returncode == 2 and "'x' is not a batch size" in proc.stderr
 
 
+def test_kernels_the_importer_wrote_with_a_symbolic_batch_are_specialized_per_bucket(tmp_path):
+    """A reflect pad comes out of the ONNX importer as call_tir of a PrimFunc with the batch dim
+    symbolic; each bucket gets a static copy (FuseTIR failed on the mix, and tuning needs it)."""
+    import models
+
+    module, (x,) = models.pad_decoder()
+    path = models.export_onnx(module, (x,), tmp_path / "pad_decoder.onnx", ["x"], ["y"],
+                              {"x": {0: "batch"}, "y": {0: "batch"}})
+    art = tvmopt.compile(tvmopt.import_model(path), "host", tmp_path / "art", log_root=None, batch_sizes=(1, 4))
+    predictor = tvmopt.load(art.path)
+    for rows in (1, 3, 6):
+        x = np.random.default_rng(rows).standard_normal((rows, 3, 16, 16)).astype("float32")
+        np.testing.assert_allclose(predictor(x)[0], ort_run(path, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
 def test_symbolic_artifacts_work_as_before(mlp_dynamic_onnx, tmp_path):
     art = tvmopt.compile(tvmopt.import_model(mlp_dynamic_onnx), "host", tmp_path / "sym", log_root=None)
     assert art.manifest.batch_buckets is None

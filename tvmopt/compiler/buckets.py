@@ -51,7 +51,70 @@ def with_batch_buckets(model: Model, sizes: Sequence[int]) -> Model:
     for size, name in zip(buckets.sizes, buckets.functions):
         bound = main.bind_symbolic_vars({var: size for var in batch_vars})
         mod[name] = bound.with_attr("global_symbol", name)
-    return replace(model, mod=mod, batch_buckets=buckets)
+    return replace(model, mod=specialize_call_tir(mod), batch_buckets=buckets)
+
+
+def specialize_call_tir(mod: tvm.IRModule) -> tvm.IRModule:
+    """Give every call_tir of a PrimFunc with symbolic buffer shapes a copy specialized to its
+    arguments' static shapes.
+
+    Workaround: the ONNX importer emits some ops (reflect Pad's mirror_pad, ...) as call_tir of a
+    PrimFunc with the batch dim symbolic. Binding the batch dim in the Relax function leaves the
+    PrimFunc symbolic, and FuseTIR then fails fusing it with a static producer ("Inconsistent
+    buffers T_concat and A mapped to the same relax var"); a symbolic kernel could not be tuned
+    either.
+    """
+    import tvm_ffi
+    from tvm import tirx
+
+    @relax.expr_functor.mutator
+    class Specializer(relax.PyExprMutator):
+        def __init__(self, mod: tvm.IRModule):
+            super().__init__(mod)
+            self.mod_ = mod
+
+        def visit_call_(self, call: relax.Call) -> relax.Expr:
+            call = super().visit_call_(call)
+            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir") or len(call.args) != 2:
+                return call
+            callee = call.args[0]
+            func = self.mod_[callee] if isinstance(callee, relax.GlobalVar) else None
+            outs = call.ty_args[0].fields if isinstance(call.ty_args[0], relax.TupleType) else [call.ty_args[0]]
+            types = [a.ty for a in call.args[1].fields] + list(outs)
+            if not isinstance(func, tirx.PrimFunc) or len(func.params) != len(types):
+                return call
+            shapes = [_static_shape(t) for t in types]
+            if any(s is None for s in shapes):
+                return call
+            buffers = {param: tirx.decl_buffer([tirx.IntImm("int64", d) for d in shape], t.dtype, param.name)
+                       for param, shape, t in zip(func.params, shapes, types)}
+            try:
+                specialized = func.specialize(buffers)
+            except Exception:  # noqa: BLE001 - a signature specialize cannot match stays as it is
+                return call
+            if tvm_ffi.structural_equal(specialized, func):
+                return call
+            gv = self.builder_.add_func(specialized, f"{callee.name_hint}_static")
+            return relax.call_tir(gv, call.args[1], call.ty_args[0])
+
+    specializer = Specializer(mod)
+    for gv, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            specializer.builder_.update_func(gv, specializer.visit_expr(func))
+    return relax.transform.DeadCodeElimination()(specializer.builder_.get())
+
+
+def _static_shape(ty) -> list[int] | None:
+    """A tensor type's shape as ints, or None where a dim is not a constant."""
+    shape = getattr(ty, "shape", None)
+    if not isinstance(shape, relax.ShapeExpr):
+        return None
+    dims = []
+    for dim in shape.values:
+        if not isinstance(dim, tvm.tirx.IntImm):
+            return None
+        dims.append(int(dim.value))
+    return dims
 
 
 def batch_dim_of(model: Model) -> str:
