@@ -42,17 +42,19 @@ def import_onnx(path: Path, input_shapes: ShapeOverrides | None, name: str | Non
     try:
         mod = _convert(proto, shape_dict)
     except Exception as err:  # noqa: BLE001 - the frontend raises anything
-        if not static:
-            dims = ", ".join(f"{n}:{_fmt(d)}" for n, d in shapes.items() if not all(isinstance(x, int) for x in d))
+        # Shape arithmetic (dynamo exporter) folds to constants once shapes are static; chains of
+        # constants (the legacy exporter's pads) fold with dynamic dims too.
+        fixed = {n: tuple(d) for n, d in shapes.items() if all(isinstance(x, int) for x in d)}
+        try:
+            mod = _convert(fold_constants(proto, fixed), shape_dict)
+        except Exception:  # noqa: BLE001 - report the original failure, not the retry's
+            if static:
+                raise ModelImportError(f"{path}: TVM's ONNX frontend failed {last_line(err)}") from err
+            dims = ", ".join(f"{n}:{_fmt(d)}" for n, d in shapes.items() if n not in fixed)
             raise ModelImportError(
                 f"{path}: TVM's ONNX frontend failed {last_line(err)} (the model has dynamic dims {dims}; "
                 "fixing them with --input-shape often lets shape arithmetic fold away)"
             ) from err
-        try:  # shape arithmetic (dynamo exporter) folds to constants once shapes are static
-            folded = fold_constants(proto, {n: tuple(d) for n, d in shapes.items()})
-            mod = _convert(folded, shape_dict)
-        except Exception:  # noqa: BLE001 - report the original failure, not the retry's
-            raise ModelImportError(f"{path}: TVM's ONNX frontend failed {last_line(err)}") from err
     else:
         if static and unknown_shapes(mod):
             # Converted, but some tensors lost their shapes: the legacy exporter computes Slice
