@@ -82,7 +82,8 @@ def test_health_and_metadata(served):
     config = client.get_model_config("mlp")
     assert config["max_batch_size"] == 8 and config["input"][0]["dims"] == [64]
     assert client.get_model_config("small_cnn")["max_batch_size"] == 0
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "model_configuration"]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "classification",
+                                                          "model_configuration", "statistics"]
 
 
 @pytest.mark.parametrize("rows", [1, 3, 8, 13])
@@ -92,6 +93,41 @@ def test_tritonclient_matches_the_in_process_predictor(served, rows, binary):
     result = infer(served.client, "mlp", {"x": x}, binary=binary, outputs=["y"])
     np.testing.assert_allclose(result.as_numpy("y"), served.mlp(x)[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.as_numpy("y"), ort_run(served.mlp_onnx, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_classification_extension_ranks_each_row(served, binary):
+    """tritonclient's class_count: the top k of each row as b"value:index", largest first."""
+    x = np.random.default_rng(5).standard_normal((3, 64)).astype("float32")
+    item = httpclient.InferInput("x", [3, 64], "FP32")
+    item.set_data_from_numpy(x, binary_data=binary)
+    wanted = [httpclient.InferRequestedOutput("y", binary_data=binary, class_count=3)]
+    got = served.client.infer("mlp", [item], outputs=wanted).as_numpy("y")
+    assert got.shape == (3, 3)
+    scores = served.mlp(x)[0]
+    for row, labels in zip(scores, got):
+        parsed = [(float(v), int(i)) for v, i in (str(label.decode() if isinstance(label, bytes) else label).split(":")
+                                                   for label in labels)]
+        assert [i for _, i in parsed] == list(np.argsort(-row)[:3])
+        np.testing.assert_allclose([v for v, _ in parsed], row[[i for _, i in parsed]], atol=1e-5)
+
+
+def test_statistics_extension_counts_requests_and_runs(served):
+    before = served.client.get_inference_statistics("small_cnn")["model_stats"][0]
+    image = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype("float32")
+    for _ in range(3):
+        infer(served.client, "small_cnn", {"input": image})
+    after = served.client.get_inference_statistics("small_cnn")["model_stats"][0]
+    assert after["name"] == "small_cnn" and after["version"] == "1"
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 3
+    success = after["inference_stats"]["success"]
+    assert success["count"] - before["inference_stats"]["success"]["count"] == 3 and success["ns"] > 0
+    assert any(b["batch_size"] == 1 and b["compute_infer"]["count"] >= 3 for b in after["batch_stats"])
+    every = served.client.get_inference_statistics()["model_stats"]
+    assert sorted(m["name"] for m in every) == ["gather", "mlp", "mlp_ort", "small_cnn"]
+    with pytest.raises(InferenceServerException, match="unknown model 'nope'"):
+        served.client.get_inference_statistics("nope")
 
 
 def test_static_model_and_onnxruntime_backend(served):
@@ -212,6 +248,9 @@ BAD = [
     ("unknown output", "/v2/models/mlp/infer", [],
      json.dumps({**GOOD, "outputs": [{"name": "logits"}]}).encode(), 400,
      "unknown output 'logits'; model 'mlp' returns: y (FP32 [-1, 10])"),
+    ("bad class count", "/v2/models/mlp/infer", [],
+     json.dumps({**GOOD, "outputs": [{"name": "y", "parameters": {"classification": "top"}}]}).encode(), 400,
+     "output 'y': 'classification' must be a number of classes (an integer >= 1), got 'top'"),
     ("bad header length", "/v2/models/mlp/infer", ["-H", "Inference-Header-Content-Length: 99999"],
      json.dumps(GOOD).encode(), 400, "Inference-Header-Content-Length 99999 does not fit a body of"),
     ("bad content encoding", "/v2/models/mlp/infer", ["-H", "Content-Encoding: br"], json.dumps(GOOD).encode(), 400,

@@ -2,7 +2,7 @@
 the inference route (plain ASGI: it takes the traffic, see InferenceApp).
 
 Routes (KServe v2 / Triton): /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}],
-.../ready, .../config, .../infer, and /metrics. A bad request gets 400 (404 for an unknown
+.../ready, .../config, .../stats, .../infer, /v2/models/stats and /metrics. A bad request gets 400 (404 for an unknown
 model or route) with `{"error": ...}` naming what is wrong; a model failure 500; nothing a
 request does reaches another request. While draining (SIGTERM) new requests get 503.
 """
@@ -82,7 +82,8 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
 
     async def server_metadata(request: Request) -> Response:
         return _json({"name": "tvmopt", "version": __version__,
-                      "extensions": ["binary_tensor_data", "model_configuration"]})
+                      "extensions": ["binary_tensor_data", "classification", "model_configuration",
+                                     "statistics"]})
 
     async def live(request: Request) -> Response:
         return Response(status_code=200)
@@ -119,6 +120,16 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
             config["dynamic_batching"] = {"max_queue_delay_microseconds": int(state.max_queue_delay_s * 1e6)}
         return _json(config)
 
+    async def model_stats(request: Request) -> Response:
+        """Triton's statistics extension (tritonclient's get_inference_statistics, perf_analyzer's
+        server-side figures): every model, or the one named. Counted per worker process: with
+        --workers N the worker that answers reports its own requests (/metrics adds them all up)."""
+        if "model" in request.path_params:
+            models = [_model(state, request)]
+        else:
+            models = list(state.models.values())
+        return _json({"model_stats": [state.metrics.stats_of(m.name).to_json(m.name, m.version) for m in models]})
+
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
 
@@ -137,9 +148,11 @@ def create_app(models: Sequence[ServedModel], *, max_batch_size: int | None = No
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
+        Route("/v2/models/stats", model_stats),  # before /v2/models/{model}, which would take "stats"
         *model_routes("", model_metadata),
         *model_routes("/ready", model_ready),
         *model_routes("/config", model_config),
+        *model_routes("/stats", model_stats),
         Route("/metrics", metrics),
     ]
     handlers = {HTTPException: http_error, RequestError: request_error}
@@ -214,7 +227,8 @@ async def _infer(state: ServerState, name: str, version: str | None, scope,
             raise RequestError(str(err)) from None
         except Exception as err:  # noqa: BLE001 - the model failed on this request
             return 500, error_body(f"model '{model.name}' failed: {last_line(err)}"), _JSON
-        content, response_headers = encode_response(model.name, model.version, decoded, model.outputs, outputs)
+        content, response_headers = encode_response(model.name, model.version, decoded, model.outputs, outputs,
+                                                    batched=model.batch_dim is not None)
         return 200, content, [(k.encode(), v.encode()) for k, v in response_headers.items()]
     except RequestError as err:
         return err.status, error_body(str(err)), _JSON

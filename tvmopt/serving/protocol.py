@@ -50,6 +50,7 @@ class TensorSignature(Protocol):
 class RequestedOutput:
     index: int  # into the model's outputs
     binary: bool
+    classes: int = 0  # the classification extension: the top `classes` as "value:index" strings
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,25 @@ def decode_request(body: bytes, header_length: str | None, model: TensorSignatur
 
 
 def encode_response(model_name: str, version: str, request: InferRequest, specs: Sequence[TensorSpec],
-                    outputs: Sequence[np.ndarray]) -> tuple[bytes, dict[str, str]]:
-    """The v2 response body and headers: JSON data, or binary after a JSON header where asked."""
+                    outputs: Sequence[np.ndarray], batched: bool = False) -> tuple[bytes, dict[str, str]]:
+    """The v2 response body and headers: JSON data, or binary after a JSON header where asked.
+    `batched`: axis 0 is the batch (the classification extension ranks each row on its own)."""
     entries, blobs = [], []
     for wanted in request.outputs:
         spec, array = specs[wanted.index], np.asarray(outputs[wanted.index], order="C")
-        entry: dict[str, Any] = {"name": spec.name,
-                                 "datatype": _V2_OF_NUMPY.get(array.dtype) or v2_datatype(str(array.dtype)),
-                                 "shape": list(array.shape)}
+        if wanted.classes:
+            labels = top_classes(array, wanted.classes, batched)
+            entry: dict[str, Any] = {"name": spec.name, "datatype": "BYTES", "shape": list(labels.shape)}
+            if wanted.binary:
+                blob = b"".join(len(b).to_bytes(4, "little") + b for b in labels.ravel())
+                entry["parameters"] = {"binary_data_size": len(blob)}
+                blobs.append(blob)
+            else:
+                entry["data"] = [b.decode() for b in labels.ravel()]
+            entries.append(entry)
+            continue
+        entry = {"name": spec.name, "datatype": _V2_OF_NUMPY.get(array.dtype) or v2_datatype(str(array.dtype)),
+                 "shape": list(array.shape)}
         if wanted.binary:
             blob = array.tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
@@ -159,6 +171,17 @@ def encode_response(model_name: str, version: str, request: InferRequest, specs:
         return text, {"content-type": "application/json"}
     return b"".join([text, *blobs]), {"content-type": "application/octet-stream",
                                       "inference-header-content-length": str(len(text))}
+
+
+def top_classes(array: np.ndarray, k: int, batched: bool) -> np.ndarray:
+    """Triton's classification extension: the `k` largest values of each row (of the whole tensor
+    when not `batched`) as b"value:index" strings, largest first; shape [rows, k] or [k]."""
+    scores = array.reshape(array.shape[0], -1) if batched and array.ndim > 1 else array.reshape(1, -1)
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    labels = np.array([[f"{float(row[i]):f}:{int(i)}".encode() for i in top] for row, top in zip(scores, order)],
+                      dtype=object)
+    return labels if batched and array.ndim > 1 else labels[0]
 
 
 def error_body(message: str) -> bytes:
@@ -282,9 +305,11 @@ def _requested_outputs(header: dict, model: TensorSignature) -> tuple[RequestedO
         params = item.get("parameters") or {}
         if not isinstance(params, dict):
             raise RequestError(f"output '{name}': 'parameters' must be an object")
-        if params.get("classification"):
-            raise RequestError(f"output '{name}': the classification extension is not supported")
+        classes = params.get("classification", 0)
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:
+            raise RequestError(f"output '{name}': 'classification' must be a number of classes (an integer >= 1), "
+                               f"got {classes!r}")
         if "shared_memory_region" in params:
             raise RequestError(f"output '{name}': the shared-memory extension is not supported")
-        out.append(RequestedOutput(index[name], bool(params.get("binary_data", binary_default))))
+        out.append(RequestedOutput(index[name], bool(params.get("binary_data", binary_default)), classes))
     return tuple(out)
