@@ -54,6 +54,14 @@ def block_names(func) -> tuple[tuple[str, ...], frozenset[str]]:
 
 
 _BLOCK = re.compile(r'T\.s?block\("([^"]+)"')
+_VAR_PREFIX = re.compile(r"^(?:lv|gv)\d+_")
+
+
+def canonical_block(name: str) -> str:
+    """A block name without the Relax variable it was named after: TOPI's layer norm names its
+    blocks after its input ("lv24_sum", "lv24_mean"), so the same kernel of another layer or model
+    has other names ("lv8_sum") and a trace that looks blocks up by name would not find them."""
+    return _VAR_PREFIX.sub("", name)
 
 
 def buffer_shapes(func) -> tuple[tuple[int, ...], ...]:
@@ -115,12 +123,34 @@ def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKern
     for source in candidates[:_MAX_TRIES]:
         if builds == _MAX_BUILDS:
             break
+        renamed = _with_block_names_of(kernel, source.blocks)
+        if renamed is None:
+            continue
         with captured():  # a trace that does not fit makes TVM print its error
-            scheduled, built = _replay(kernel, source.trace, target, postprocs, build)
+            scheduled, built = _replay(renamed, source.trace, target, postprocs, build)
         builds += built
         if scheduled is not None:
             return scheduled, source.name
     return None
+
+
+def _with_block_names_of(kernel: tvm.IRModule, donor_blocks: Sequence[str]) -> tvm.IRModule | None:
+    """`kernel` with its blocks named as the donor's blocks of the same canonical name (the trace
+    looks them up by name); the kernel itself where the names already agree, None where a
+    canonical name is not unique on either side."""
+    script = kernel["main"].script()
+    own = [m.group(1) for m in _BLOCK.finditer(script)]
+    theirs = {canonical_block(b): b for b in donor_blocks}
+    if len(theirs) != len(donor_blocks) or len({canonical_block(b) for b in own}) != len(own):
+        return None
+    renames = {b: theirs[canonical_block(b)] for b in own if canonical_block(b) in theirs and theirs[canonical_block(b)] != b}
+    if not renames:
+        return kernel
+    text = _BLOCK.sub(lambda m: m.group(0).replace(f'"{m.group(1)}"', f'"{renames.get(m.group(1), m.group(1))}"'), script)
+    try:
+        return tvm.IRModule({"main": tvm.script.from_source(text)})
+    except Exception:  # noqa: BLE001 - a kernel TVMScript does not read back keeps its names
+        return None
 
 
 def _stem(name: str) -> str:
@@ -131,8 +161,9 @@ def _stem(name: str) -> str:
 
 def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozenset[str], shapes,
                         tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
-    """The tuned kernels whose traces can fit this one, best first: the same blocks first, then
-    blocks that are a part of this kernel's (fewest missing first); among each, the nearest shapes
+    """The tuned kernels whose traces can fit this one, best first: operands and output of the same
+    ranks first; then the same blocks, then blocks that are a part of this kernel's (fewest missing
+    first); among each, the nearest shapes
     (the same layer in another batch bucket differs only in its batch dim), the same ops by name,
     this build's own before the log's other workloads.
 
@@ -143,20 +174,30 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
     trace of exactly its blocks: a reshape's schedule on a reshape+erf+multiply kernel would
     schedule the cheap part at best."""
     stem = _stem(name)
-    have = set(blocks)
+    have = {canonical_block(b) for b in blocks}
+    reductions = frozenset(canonical_block(b) for b in reductions)
+    blocks = tuple(canonical_block(b) for b in blocks)
+
+    def ranks(of: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        # The first two buffers (a GEMM's or conv's operands) and the output: a trace splits the
+        # reduction block's loops by position, so one of another rank does not apply (a 3-D GEMM's
+        # on an attention batch-matmul of 4-D tensors).
+        return tuple(len(s) for s in (*of[:2], *of[-1:]))
 
     def distance(kernel: TunedKernel) -> tuple:
-        missing = len(have - set(kernel.blocks))
+        other_ranks = ranks(kernel.shapes) != ranks(shapes)
+        missing = len(have - {canonical_block(b) for b in kernel.blocks})
         if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
-            return missing, 1 << 20, 0.0, _stem(kernel.name) != stem, not kernel.own
+            return other_ranks, missing, 1 << 20, 0.0, _stem(kernel.name) != stem, not kernel.own
         dims = [(x, y) for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b)]
         ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
-        return missing, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem, not kernel.own
+        return other_ranks, missing, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem, not kernel.own
 
     def fits(kernel: TunedKernel) -> bool:
         if not kernel.blocks:
             return False
-        return reductions <= set(kernel.blocks) <= have if reductions else kernel.blocks == blocks
+        theirs = tuple(canonical_block(b) for b in kernel.blocks)
+        return reductions <= set(theirs) <= have if reductions else theirs == blocks
 
     return sorted(filter(fits, tuned), key=distance)
 
