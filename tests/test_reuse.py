@@ -274,3 +274,42 @@ def test_a_layer_norm_borrows_a_schedule_whose_blocks_are_named_after_another_in
     lib["main"](*(tvm.runtime.tensor(a) for a in (x, g, b)), out)
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     np.testing.assert_allclose(out.numpy(), (x - mean) / np.sqrt(var + 1e-5) * g + b, atol=1e-5)
+
+
+def test_borrowed_tiles_keep_their_inner_factors_and_gemms_prefer_donors_with_rows():
+    """A tuned split carried to another extent keeps its register tile and vector width where they
+    divide it; a 128-row GEMM borrows from a 16-row one before a GEMV (whose rows were never tiled)."""
+    from tvmopt.compiler.transfer import TunedKernel, _most_similar_first, rescaled_tiles
+
+    assert rescaled_tiles([8, 4, 2, 16], 1024) == [8, 4, 2, 16]  # fits: unchanged
+    assert rescaled_tiles([5, 2, 2, 16], 3072) == [48, 2, 2, 16]
+    assert rescaled_tiles([2, 5, 8], 100) == [5, 5, 4]
+    gemv = TunedKernel("gemv", None, ((1, 768), (768, 3000), (3000,), (1, 3000)), ("root", "matmul", "T_add"))
+    rows = TunedKernel("rows", None, ((16, 1024), (1024, 10), (10,), (16, 10)), ("root", "matmul", "T_add"))
+    gemm = ((128, 768), (768, 3072), (3072,), (128, 3072))
+    ranked = _most_similar_first("k", ("root", "matmul", "T_add"), frozenset({"matmul"}), gemm, [gemv, rows])
+    assert [k.name for k in ranked] == ["rows", "gemv"]
+
+
+def test_a_gemm_no_tuned_kernel_fits_runs_a_sample_of_the_tuning_space(avx2_log, tmp_path):
+    """A bias-less MatMul has fewer blocks than any GEMM of the log (all fused with their bias), so
+    no trace fits: it gets a seeded sample of the design space instead of TVM's scalar loop nest,
+    and still matches ORT. An untuned build (no log) keeps TVM's default."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 48)).astype("float32"), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "bare_matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 48])], [weight])
+    path = tmp_path / "bare_matmul.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = tvmopt.import_model(path)
+    art = tvmopt.compile(model, "x86-avx2", tmp_path / "art", log_root=avx2_log.log_dir.parent)
+    tuning = art.manifest.tuning
+    assert tuning.tasks_tuned == 0 and not tuning.schedules_borrowed, tuning
+    assert [k for k in tuning.schedules_sampled if "matmul" in k], tuning
+    x = np.random.default_rng(1).standard_normal((8, 64)).astype("float32")
+    np.testing.assert_allclose(tvmopt.load(art.path)(x)[0], ort_run(path, {"x": x})[0], atol=1e-4, rtol=1e-5)
+    untuned = tvmopt.compile(model, "x86-avx2", tmp_path / "untuned", log_root=None)
+    assert untuned.manifest.tuning.schedules_sampled == ()

@@ -40,10 +40,15 @@ def run(args) -> int:
         from ..logs.store import is_log
 
         # schedules_borrowed counts kernel functions, `untuned` distinct tasks (repeated layers share one)
-        borrowed = len(tuning.schedules_borrowed)
-        how = (f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel with the same "
-               "blocks or a part of them (tile sizes redrawn to fit), any other TVM's default schedule") if borrowed else \
-            "they use TVM's default schedule"
+        borrowed, sampled = len(tuning.schedules_borrowed), len(tuning.schedules_sampled)
+        parts = []
+        if borrowed:
+            parts.append(f"{borrowed} kernel function(s) among them run the schedule of a tuned kernel with the same "
+                         "blocks or a part of them (tile sizes redrawn to fit)")
+        if sampled:
+            parts.append(f"{sampled} GEMM/conv-like kernel function(s) that no tuned kernel fits run an untuned "
+                         "sample of the tuning space (parallel, vectorized)")
+        how = ", ".join(parts) + ", any other TVM's default schedule" if parts else "they use TVM's default schedule"
         if not is_log(tuning.log_dir):
             print(f"note: there is no tuning log at {tuning.log_dir} (is --log-dir {args.log_dir} right? `tvmopt tune` "
                   f"writes it): {tuning.untuned} kernel(s) have no record; {how}", file=sys.stderr)

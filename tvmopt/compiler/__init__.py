@@ -122,7 +122,7 @@ def _optimise(model: Model, spec: TargetSpec, tvm_target, root: Path | None, opt
     fused, tuning, options, donors = best
     # Borrowing builds each borrowed kernel (about a second each): only for the layout kept.
     fused, tuning = finish_schedules(fused, tvm_target, tuning, donors, prepack=options.prepack_weights,
-                                     tuning_target=spec.tuning_target(default_threads()))
+                                     tuning_target=spec.tuning_target(default_threads()), sample=root is not None)
     return fused, tuning, options
 
 

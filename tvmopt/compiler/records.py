@@ -21,6 +21,8 @@ from ..resources import shipped_logs_root
 from ..runtime.artifact import AppliedRecord, TuningInfo
 from ..targets import TargetSpec, list_targets
 from .passes import extract_tasks
+from .int8 import GEMM_BLOCK
+from .sampled import schedule_by_samples
 from .transfer import TunedKernel, block_names, borrow_schedules, buffer_shapes
 
 
@@ -115,17 +117,30 @@ def apply_records(fused: tvm.IRModule, target: tvm.target.Target, spec: TargetSp
 
 def finish_schedules(fused: tvm.IRModule, target: tvm.target.Target, tuning: TuningInfo,
                      donors: list[TunedKernel], prepack: bool = True,
-                     tuning_target: tvm.target.Target | None = None) -> tuple[tvm.IRModule, TuningInfo]:
-    """Kernels without a record borrow a similar kernel's schedule; then weights are pre-packed for
-    the scheduled kernels that asked for a packed layout."""
+                     tuning_target: tvm.target.Target | None = None,
+                     sample: bool = True) -> tuple[tvm.IRModule, TuningInfo]:
+    """Kernels without a record borrow a similar kernel's schedule; with `sample`, reduction
+    kernels (GEMMs, convs) that none fits get a sample of the design space (sampled.py); then
+    weights are pre-packed for the scheduled kernels that asked for a packed layout."""
     fused, borrowed = borrow_schedules(fused, target, donors, tuning_target)
+    sampled: list[str] = []
+    if sample:
+        fused, sampled = schedule_by_samples(fused, target, _fp32_reduction, space_target=tuning_target)
     prepacked: tuple[str, ...] = ()
-    if prepack and (tuning.tasks_tuned or borrowed):
+    if prepack and (tuning.tasks_tuned or borrowed or sampled):
         from .passes import prepack_weights
 
         fused = prepack_weights(fused, target)
         prepacked = tuple(sorted(gv.name_hint for gv in fused.functions if gv.name_hint.endswith("_prepacked")))
-    return fused, replace(tuning, prepacked=prepacked, schedules_borrowed=tuple(sorted(borrowed.items())))
+    return fused, replace(tuning, prepacked=prepacked, schedules_borrowed=tuple(sorted(borrowed.items())),
+                          schedules_sampled=tuple(sorted(sampled)))
+
+
+def _fp32_reduction(func) -> bool:
+    """A kernel with a reduction block (a GEMM, a conv, a pool, a norm: where TVM's scalar default
+    costs most), other than an int8 GEMM, which gets its tensorized sample later (int8_schedule.py)."""
+    blocks, reductions = block_names(func)
+    return bool(reductions) and GEMM_BLOCK not in blocks
 
 
 def logged_kernels(spec: TargetSpec, log_root: Path) -> list[TunedKernel]:

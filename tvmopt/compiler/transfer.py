@@ -163,7 +163,7 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
                         tuned: Sequence[TunedKernel]) -> list[TunedKernel]:
     """The tuned kernels whose traces can fit this one, best first: operands and output of the same
     ranks first; then the same blocks, then blocks that are a part of this kernel's (fewest missing
-    first); among each, the nearest shapes
+    first); among each, the fewest dims that are 1 on one side only, then the nearest shapes
     (the same layer in another batch bucket differs only in its batch dim), the same ops by name,
     this build's own before the log's other workloads.
 
@@ -188,10 +188,14 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
         other_ranks = ranks(kernel.shapes) != ranks(shapes)
         missing = len(have - {canonical_block(b) for b in kernel.blocks})
         if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
-            return other_ranks, missing, 1 << 20, 0.0, _stem(kernel.name) != stem, not kernel.own
+            return other_ranks, missing, 1 << 20, 1 << 20, 0.0, _stem(kernel.name) != stem, not kernel.own
         dims = [(x, y) for a, b in zip(kernel.shapes, shapes) for x, y in zip(a, b)]
+        # A dim of 1 on one side only: the donor's loop there was trivial, so its schedule never
+        # tiled it (a GEMV's trace on a 128-row GEMM ran 37x slower than ORT in GPT-2).
+        unit = sum((x == 1) != (y == 1) for x, y in dims)
         ratio = sum(abs(math.log(x / y)) for x, y in dims if x > 0 and y > 0 and x != y)
-        return other_ranks, missing, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem, not kernel.own
+        return (other_ranks, missing, unit, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem,
+                not kernel.own)
 
     def fits(kernel: TunedKernel) -> bool:
         if not kernel.blocks:
@@ -209,14 +213,12 @@ def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: l
     sch = tvm.s_tir.Schedule(kernel, seed=1)
 
     def fit(inst, inputs, attrs, decision):
-        # Keep a tile decision that still multiplies to its loop's extent; draw one that does not.
+        # Keep a tile decision that still multiplies to its loop's extent; rescale one that does not.
         if inst.kind.name == "SamplePerfectTile":
             extent = sch.get(inputs[0]).extent
-            product = 1
-            for factor in decision:
-                product *= int(factor)
-            if not isinstance(extent, tvm.tirx.IntImm) or product != int(extent):
+            if not isinstance(extent, tvm.tirx.IntImm):
                 return None
+            return rescaled_tiles([int(f) for f in decision], int(extent))
         return decision
 
     try:
@@ -235,6 +237,22 @@ def _replay(kernel: tvm.IRModule, trace, target: tvm.target.Target, postprocs: l
     except Exception:  # noqa: BLE001 - applies but does not lower
         return None, True
     return sch, True
+
+
+def rescaled_tiles(factors: list[int], extent: int) -> list[int]:
+    """A tuned split of one loop carried to a loop of another extent: the inner factors (register
+    tile, vector width: what the tuning found) kept as far as they divide the new extent, the outer
+    one taking the rest (the parallel loop). A fresh random draw instead made borrowed GEMM
+    schedules of other shapes as slow as untuned ones (GPT-2: 28x ORT)."""
+    if math.prod(factors) == extent:
+        return factors
+    out = [1] * len(factors)
+    rest = extent
+    for i in range(len(factors) - 1, 0, -1):
+        out[i] = math.gcd(factors[i], rest)
+        rest //= out[i]
+    out[0] = rest
+    return out
 
 
 def _postprocs(kernel: tvm.IRModule, target: tvm.target.Target) -> list:

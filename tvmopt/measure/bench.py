@@ -154,13 +154,14 @@ def _add_tuned(name: str, artifact, feeds: dict, contenders, outputs, notes, mis
     """The tuned artifact as a contender, or a note saying why there is none (no records, and no
     schedule of another kernel in the log fits any of its kernels)."""
     tuning = artifact.manifest.tuning
-    if not tuning.tasks_tuned and not tuning.schedules_borrowed:
+    if not tuning.tasks_tuned and not tuning.schedules_borrowed and not tuning.schedules_sampled:
         notes[name] = missing
         return
     contenders[name] = ProcessContender("artifact", str(artifact.path))
     outputs[name] = load(artifact.path)(**feeds)
     borrowed = f", {len(tuning.schedules_borrowed)} borrowed schedules" if tuning.schedules_borrowed else ""
-    notes[name] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned{borrowed}"
+    sampled = f", {len(tuning.schedules_sampled)} sampled" if tuning.schedules_sampled else ""
+    notes[name] = f"{tuning.tasks_tuned}/{tuning.tasks_total} kernels tuned{borrowed}{sampled}"
 
 
 def _add_baseline(path: Path, spec, work: Path, log_root, feeds: dict, threads: int, contenders, outputs,

@@ -92,6 +92,8 @@ class TuningInfo:
     int8_sampled: tuple[str, ...] = ()
     # kernels without a record, scheduled by a tuned kernel's trace: (kernel, tuned kernel)
     schedules_borrowed: tuple[tuple[str, str], ...] = ()
+    # reduction kernels without a record nor a borrowed schedule: a sample of the design space
+    schedules_sampled: tuple[str, ...] = ()
 
     @property
     def untuned(self) -> int:
@@ -105,7 +107,8 @@ class TuningInfo:
         return {"log_dir": self.log_dir, "tasks_total": self.tasks_total, "tasks_tuned": self.tasks_tuned,
                 "records_applied": [r.to_json() for r in self.records_applied],
                 "reference_logs": list(self.reference_logs), "prepacked": list(self.prepacked),
-                "int8_sampled": list(self.int8_sampled), "schedules_borrowed": [list(b) for b in self.schedules_borrowed]}
+                "int8_sampled": list(self.int8_sampled), "schedules_borrowed": [list(b) for b in self.schedules_borrowed],
+                "schedules_sampled": list(self.schedules_sampled)}
 
     @staticmethod
     def from_json(obj: dict | None) -> "TuningInfo":
@@ -114,7 +117,8 @@ class TuningInfo:
                           tuple(AppliedRecord.from_json(r) for r in obj.get("records_applied") or ()),
                           tuple(obj.get("reference_logs") or ()), tuple(obj.get("prepacked") or ()),
                           tuple(obj.get("int8_sampled") or ()),
-                          tuple((str(k), str(src)) for k, src in obj.get("schedules_borrowed") or ()))
+                          tuple((str(k), str(src)) for k, src in obj.get("schedules_borrowed") or ()),
+                          tuple(obj.get("schedules_sampled") or ()))
 
 
 @dataclass(frozen=True)
