@@ -278,16 +278,19 @@ def test_a_layer_norm_borrows_a_schedule_whose_blocks_are_named_after_another_in
 
 def test_borrowed_tiles_keep_their_inner_factors_and_gemms_prefer_donors_with_rows():
     """A tuned split carried to another extent keeps its register tile and vector width where they
-    divide it; a 128-row GEMM borrows from a 16-row one before a GEMV (whose rows were never tiled)."""
+    divide it; an 8-row GEMM borrows from a 16-row one before a GEMV (whose rows were never tiled),
+    and never from a kernel 16x smaller in some dim."""
     from tvmopt.compiler.transfer import TunedKernel, _most_similar_first, rescaled_tiles
 
     assert rescaled_tiles([8, 4, 2, 16], 1024) == [8, 4, 2, 16]  # fits: unchanged
     assert rescaled_tiles([5, 2, 2, 16], 3072) == [48, 2, 2, 16]
     assert rescaled_tiles([2, 5, 8], 100) == [5, 5, 4]
-    gemv = TunedKernel("gemv", None, ((1, 768), (768, 3000), (3000,), (1, 3000)), ("root", "matmul", "T_add"))
-    rows = TunedKernel("rows", None, ((16, 1024), (1024, 10), (10,), (16, 10)), ("root", "matmul", "T_add"))
-    gemm = ((128, 768), (768, 3072), (3072,), (128, 3072))
-    ranked = _most_similar_first("k", ("root", "matmul", "T_add"), frozenset({"matmul"}), gemm, [gemv, rows])
+    gemv = TunedKernel("gemv", None, ((1, 768), (768, 3072), (3072,), (1, 3072)), ("root", "matmul", "T_add"))
+    rows = TunedKernel("rows", None, ((16, 1024), (1024, 1024), (1024,), (16, 1024)), ("root", "matmul", "T_add"))
+    # 10 columns against 3072: a different problem; such a kernel takes a sample of the space instead
+    far = TunedKernel("far", None, ((16, 1024), (1024, 10), (10,), (16, 10)), ("root", "matmul", "T_add"))
+    gemm = ((8, 768), (768, 3072), (3072,), (8, 3072))
+    ranked = _most_similar_first("k", ("root", "matmul", "T_add"), frozenset({"matmul"}), gemm, [far, gemv, rows])
     assert [k.name for k in ranked] == ["rows", "gemv"]
 
 

@@ -27,6 +27,7 @@ from ..logs.workload import structural_hash
 from ..native_output import captured
 
 _MAX_BUILDS = 3  # traces that apply but fail to build, tried per kernel before it keeps TVM's default
+_MAX_DIM_RATIO = 16  # a donor's dims within this factor of the kernel's (see near())
 _MAX_TRIES = 8  # traces tried per kernel (one that does not apply costs milliseconds, a build ~1 s)
 
 
@@ -197,8 +198,17 @@ def _most_similar_first(name: str, blocks: tuple[str, ...], reductions: frozense
         return (other_ranks, missing, unit, sum(x != y for x, y in dims), ratio, _stem(kernel.name) != stem,
                 not kernel.own)
 
+    def near(kernel: TunedKernel) -> bool:
+        # A donor 16x smaller or larger in some dim tiled a different problem: GPT-2's 3072-column
+        # GEMMs ran 8x slower than ORT on the trace of a 10-column one, 1.6x on a sample of the
+        # tuning space with moderate tiles (sampled.py), which is where such kernels go instead.
+        if len(kernel.shapes) != len(shapes) or any(len(a) != len(b) for a, b in zip(kernel.shapes, shapes)):
+            return True
+        return all(max(x, y) <= _MAX_DIM_RATIO * min(x, y) for a, b in zip(kernel.shapes, shapes)
+                   for x, y in zip(a, b) if x > 0 and y > 0)
+
     def fits(kernel: TunedKernel) -> bool:
-        if not kernel.blocks:
+        if not kernel.blocks or not near(kernel):
             return False
         theirs = tuple(canonical_block(b) for b in kernel.blocks)
         return reductions <= set(theirs) <= have if reductions else theirs == blocks
