@@ -47,7 +47,10 @@ def fuse(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions | N
     if block and options.blocked_layout:
         # FoldConstant undoes int8.py's scalars-as-data (0-dim constants again, inlined into every
         # layer's kernels as immediates: one tuning task per layer), hence pass_scalars_as_data.
-        layout = [transform.FoldConstant(), _pass_scalars_as_data, clip_to_min_max(), to_blocked_layout(block),
+        from .wide_gemms import pad_wide_gemms
+
+        layout = [transform.FoldConstant(), _pass_scalars_as_data, pad_wide_gemms(block), clip_to_min_max(),
+                  to_blocked_layout(block),
                   transform.Normalize(), drop_reorders()]
     if layout and options.templates and options.depthwise_pointwise:
         from .dwpw import fuse_depthwise_pointwise
