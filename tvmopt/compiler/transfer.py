@@ -6,12 +6,13 @@ TVM's default lowering of an unscheduled kernel is a scalar, single-threaded loo
 untuned kernel can cost more than the rest of the model together (a batch-16 bucket of the zoo
 MLP whose tuning was cut short ran 170 ms a batch against 0.2 ms for batch 1). A MetaSchedule
 trace names blocks, not shapes; replayed on a kernel with the same blocks it keeps the tuned
-structure (tiling depth, parallel, vectorize, unroll) and only the tile sizes that do not divide
-the new extents are drawn again. As MetaSchedule's own search replays a trace, the trace is applied
+structure (tiling depth, parallel, vectorize, unroll); a tile split that does not divide the new
+extent is rescaled (rescaled_tiles). As MetaSchedule's own search replays a trace, the trace is applied
 without its postprocessing steps and the target's postprocessors run afresh: then a trace also
 applies to a kernel with more blocks than its own (a 1x1 conv+bias tuned in ResNet-18 on a 1x1
 conv+bias+ReLU: 162 -> 11 us here), the extra blocks keeping their default loops. Each borrowed
-schedule must apply and build; tuning replaces it.
+schedule must apply and build; tuning replaces it. A reduction kernel no trace fits gets a sample
+of the tuning space instead (sampled.py).
 """
 
 from __future__ import annotations
