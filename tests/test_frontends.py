@@ -393,7 +393,8 @@ def test_overriding_a_fixed_dim_is_an_input_spec_error(new_dim, exported):
 
 def test_vocabulary_sized_head_is_padded_to_whole_vectors_and_matches_ort(tmp_path):
     """A 8195-column weight (prime-ish, like GPT-2's 50257) is padded with zero columns to whole
-    vectors and the product sliced back: the kernel tiles like any GEMM, the outputs are ORT's."""
+    vectors, 19 rows (prime, like ViT's 197 tokens) with zero rows to 24, and the product sliced
+    back: the kernel tiles like any GEMM, the outputs are ORT's."""
     import onnx
     import tvm
     from onnx import TensorProto, helper, numpy_helper
@@ -404,13 +405,14 @@ def test_vocabulary_sized_head_is_padded_to_whole_vectors_and_matches_ort(tmp_pa
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((16, 8195)).astype("float32"), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["logits"])], "vocab_head",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 8195])], [weight])
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 19, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 19, 8195])], [weight])
     path = tmp_path / "vocab_head.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     model = tvmopt.import_model(path)
     fused = fuse(model.mod, get_target("host").tvm_target())
     kernels = [gv.name_hint for gv, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert any("matmul" in k and "strided_slice" in k for k in kernels), kernels
-    x = rng.standard_normal((2, 16)).astype("float32")
+    assert any("pad" in k for k in kernels), kernels
+    x = rng.standard_normal((1, 19, 16)).astype("float32")
     assert_matches(build(model, tmp_path / "art")(x), ort_run(path, {"x": x}))
