@@ -20,8 +20,8 @@ from ..logs.workload import record_seconds, workload_hash
 from ..resources import shipped_logs_root
 from ..runtime.artifact import AppliedRecord, TuningInfo
 from ..targets import TargetSpec, list_targets
-from .passes import extract_tasks
 from .int8 import GEMM_BLOCK
+from .passes import extract_tasks
 from .sampled import schedule_by_samples
 from .transfer import TunedKernel, block_names, borrow_schedules, buffer_shapes
 

@@ -4,9 +4,10 @@ trace covers.
 TVM's default lowering of an unscheduled kernel is a scalar, single-threaded loop nest. For a
 GEMM or a conv that is ruinous: GPT-2's LM head (128 x 768 x 50257), which no kernel of the
 shipped logs has the blocks of, took seconds per call. A seeded sample of the target's design
-space (the rules tuning uses: multi-level tiling, parallel, vectorize, unroll, with random tile
-sizes) is untuned but uses every core and the vector units. The first sample that passes the
-postprocessors and builds is kept; tuning replaces it with a measured schedule.
+space (the rules and templates tuning uses: multi-level tiling, parallel, vectorize, unroll) is
+untuned but uses every core and the vector units. Each design is tried first with moderate tile
+splits (_moderate_tiles), then with random ones; the first sample that passes the postprocessors
+and builds is kept; tuning replaces it with a measured schedule.
 """
 
 from __future__ import annotations

@@ -122,10 +122,11 @@ def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKern
     """(the kernel scheduled by the first fitting trace that builds, its donor's name), or None."""
     builds = 0
     candidates = _most_similar_first(name, *block_names(func), buffer_shapes(func), tuned)
+    script = kernel["main"].script() if candidates else ""  # printed once, renamed per donor
     for source in candidates[:_MAX_TRIES]:
         if builds == _MAX_BUILDS:
             break
-        renamed = _with_block_names_of(kernel, source.blocks)
+        renamed = _with_block_names_of(kernel, script, source.blocks)
         if renamed is None:
             continue
         with captured():  # a trace that does not fit makes TVM print its error
@@ -136,11 +137,10 @@ def _borrow_one(name: str, func, kernel: tvm.IRModule, tuned: Sequence[TunedKern
     return None
 
 
-def _with_block_names_of(kernel: tvm.IRModule, donor_blocks: Sequence[str]) -> tvm.IRModule | None:
-    """`kernel` with its blocks named as the donor's blocks of the same canonical name (the trace
-    looks them up by name); the kernel itself where the names already agree, None where a
-    canonical name is not unique on either side."""
-    script = kernel["main"].script()
+def _with_block_names_of(kernel: tvm.IRModule, script: str, donor_blocks: Sequence[str]) -> tvm.IRModule | None:
+    """`kernel` (printed: `script`) with its blocks named as the donor's blocks of the same
+    canonical name (the trace looks them up by name); the kernel itself where the names already
+    agree, None where a canonical name is not unique on either side."""
     own = [m.group(1) for m in _BLOCK.finditer(script)]
     theirs = {canonical_block(b): b for b in donor_blocks}
     if len(theirs) != len(donor_blocks) or len({canonical_block(b) for b in own}) != len(own):
